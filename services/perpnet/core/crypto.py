@@ -42,7 +42,7 @@ class PrivateKey:
 
     @property
     def secret(self) -> bytes:
-        return self._key.secret  # type: ignore[no-any-return]
+        return self._key.secret
 
     def sign(self, digest: bytes) -> bytes:
         """65 bytes r || s || v with v in {27, 28}, as ecrecover expects."""

@@ -116,12 +116,24 @@ class Market:
 
     def check_order_size(self, size: int) -> None:
         require(size > 0, ErrorCode.INVALID_FIELD, "size must be positive")
-        require(size % self.step_size == 0, ErrorCode.OFF_STEP, f"size not a multiple of {self.step_size}")
-        require(size >= self.min_order_size, ErrorCode.BELOW_MIN_SIZE, f"size below {self.min_order_size}")
+        require(
+            size % self.step_size == 0,
+            ErrorCode.OFF_STEP,
+            f"size not a multiple of {self.step_size}",
+        )
+        require(
+            size >= self.min_order_size,
+            ErrorCode.BELOW_MIN_SIZE,
+            f"size below {self.min_order_size}",
+        )
 
     def check_price(self, price: int) -> None:
         require(price > 0, ErrorCode.INVALID_FIELD, "price must be positive")
-        require(price % self.tick_size == 0, ErrorCode.OFF_TICK, f"price not a multiple of {self.tick_size}")
+        require(
+            price % self.tick_size == 0,
+            ErrorCode.OFF_TICK,
+            f"price not a multiple of {self.tick_size}",
+        )
 
 
 def _tiers(imf: int, mmf: int) -> tuple[MarginTier, ...]:

@@ -122,7 +122,9 @@ class Order:
         if self.is_conditional:
             market.check_price(self.trigger_price)
         else:
-            require(self.trigger_price == 0, ErrorCode.INVALID_FIELD, "trigger price on a plain order")
+            require(
+                self.trigger_price == 0, ErrorCode.INVALID_FIELD, "trigger price on a plain order"
+            )
         if self.is_market:
             require(
                 self.tif in (TimeInForce.IOC, TimeInForce.FOK),

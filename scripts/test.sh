@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up and runs every check on a fresh machine: makes .venv, installs
+# perpnet with its test extras, then lint (ruff), types (mypy, strict on the
+# core and the prover) and the test suite (pytest, on every core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=""
+for candidate in python3.13 python3.12 python3.11 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 &&
+     "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    python="$candidate"
+    break
+  fi
+done
+if [ -z "$python" ]; then
+  echo "perpnet needs Python 3.11 or newer (apt-get install python3 python3-venv)" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check services tests
+.venv/bin/ruff format --check services tests
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest -n "$(nproc 2>/dev/null || echo 2)" "$@"

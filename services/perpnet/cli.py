@@ -1,0 +1,124 @@
+"""The `perpnet` command: inspect the exchange's configuration and run benchmarks.
+
+Benchmarks print JSON on stdout (figures, parameters, machine) and show their
+progress on stderr, so `perpnet bench stf > out.json` stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from perpnet import __version__
+from perpnet.core.crypto import PrivateKey
+from perpnet.core.markets import PPM, USD, MarketSet
+
+app = typer.Typer(help="perpnet: a local testnet of a perpetual-futures exchange on a STARK rollup")
+bench = typer.Typer(help="Benchmarks; each prints JSON with its figures, parameters and machine.")
+key = typer.Typer(help="Account keys (secp256k1, Ethereum addresses).")
+app.add_typer(bench, name="bench")
+app.add_typer(key, name="key")
+err = Console(stderr=True)
+out = Console()
+
+Progressed = Callable[[int, int], None]
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Progressed]:
+    """A progress bar on stderr; yields a `(done, total)` callback."""
+    with Progress(
+        TextColumn(description),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def emit(result: dict[str, object]) -> None:
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the perpnet version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def markets() -> None:
+    """Show the default perpetual markets: quantums, ticks, steps, margin tiers, fees."""
+    table = Table(title="perpetual markets")
+    for column in ("id", "market", "tick (USD)", "step", "min size", "tiers IM/MM", "maker/taker"):
+        table.add_column(column)
+    for m in MarketSet().markets:
+        tiers = ", ".join(
+            f"{'∞' if t.up_to is None else f'≤{t.up_to // USD:,}'}: "
+            f"{t.initial_ppm * 100 / PPM:g}%/{t.maintenance_ppm * 100 / PPM:g}%"
+            for t in m.tiers
+        )
+        table.add_row(
+            str(m.market_id),
+            m.symbol,
+            f"{m.tick_size / USD:g}",
+            f"{m.step_size / m.size_scale:g}",
+            f"{m.min_order_size / m.size_scale:g}",
+            tiers,
+            f"{m.maker_fee_ppm / 100:g}/{m.taker_fee_ppm / 100:g} bp",
+        )
+    out.print(table)
+
+
+@key.command("new")
+def key_new() -> None:
+    """Create a random account key; prints its address and secret (keep it safe)."""
+    account = PrivateKey(secrets.token_bytes(32))
+    emit({"address": "0x" + account.address.hex(), "private_key": "0x" + account.secret.hex()})
+
+
+@bench.command("matching")
+def bench_matching(
+    ops: int = typer.Option(200_000, min=1_000, help="operations per run"),
+    seed: int = typer.Option(1),
+    repeats: int = typer.Option(5, min=1),
+) -> None:
+    """Order-book matching: ops/s and per-op latency for a mixed workload on one core."""
+    from perpnet.bench import matching
+
+    with err.status("matching benchmark"):
+        emit(matching.run(ops=ops, seed=seed, repeats=repeats))
+
+
+@bench.command("stf")
+def bench_stf(
+    batches: int = typer.Option(10, min=1, help="batches per run"),
+    batch_size: int = typer.Option(1024, min=1),
+    accounts: int = typer.Option(1_000, min=2),
+    seed: int = typer.Option(1),
+    repeats: int = typer.Option(5, min=1),
+) -> None:
+    """State transition: transactions/s applied, with a state root per batch."""
+    from perpnet.bench import stf
+
+    with progress("state-transition benchmark") as update:
+        result = stf.run(batches, batch_size, accounts, seed, repeats, on_progress=update)
+    emit(result)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,247 @@
+"""Canonical binary encodings: what the log stores, the prover reads and L1 checks.
+
+Big-endian fixed-width integers, one schema per type, no optional padding:
+every value has exactly one encoding, and decoding refuses anything else
+(truncation, trailing bytes, out-of-range enums) with ErrorCode.ENCODING.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perpnet.core.accounts import Account, Position
+from perpnet.core.errors import CoreError, ErrorCode
+from perpnet.core.orders import Order, OrderKind, SelfTrade, SignedOrder, TimeInForce
+from perpnet.core.txs import (
+    TX_TYPES,
+    Deleverage,
+    Deposit,
+    ForcedWithdrawal,
+    FundingTick,
+    Liquidate,
+    OraclePriceTick,
+    SignedPrice,
+    Trade,
+    Transfer,
+    Tx,
+    TxType,
+    Withdraw,
+)
+from perpnet.core.typed_data import Domain
+
+_WIDTHS = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "u128": 16, "i64": 8, "i128": 16}
+_BYTES = {"addr": 20, "b32": 32, "sig": 65}
+
+
+class Writer:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def int(self, kind: str, value: int) -> None:
+        signed = kind[0] == "i"
+        try:
+            self.parts.append(int(value).to_bytes(_WIDTHS[kind], "big", signed=signed))
+        except OverflowError as exc:
+            raise CoreError(ErrorCode.ENCODING, f"{value} does not fit {kind}") from exc
+
+    def raw(self, kind: str, value: bytes) -> None:
+        if len(value) != _BYTES[kind]:
+            raise CoreError(ErrorCode.ENCODING, f"{kind} must be {_BYTES[kind]} bytes")
+        self.parts.append(value)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise CoreError(ErrorCode.ENCODING, "truncated encoding")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def int(self, kind: str) -> int:
+        return int.from_bytes(self.take(_WIDTHS[kind]), "big", signed=kind[0] == "i")
+
+    def raw(self, kind: str) -> bytes:
+        return self.take(_BYTES[kind])
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise CoreError(ErrorCode.ENCODING, f"{len(self.data) - self.pos} trailing bytes")
+
+
+_ORDER_SCHEMA = (
+    ("owner", "addr"),
+    ("subaccount", "u32"),
+    ("market_id", "u16"),
+    ("is_buy", "bool"),
+    ("size", "u128"),
+    ("price", "u128"),
+    ("kind", "enum:kind"),
+    ("tif", "enum:tif"),
+    ("trigger_price", "u128"),
+    ("reduce_only", "bool"),
+    ("self_trade", "enum:stp"),
+    ("nonce", "u64"),
+    ("expiry_ms", "u64"),
+)
+_ENUMS: dict[str, Any] = {"kind": OrderKind, "tif": TimeInForce, "stp": SelfTrade}
+
+_SCHEMAS: dict[type, tuple[tuple[str, str], ...]] = {
+    Deposit: (("timestamp_ms", "u64"), ("deposit_id", "u64"), ("owner", "addr"),
+              ("subaccount", "u32"), ("amount", "u128")),
+    Withdraw: (("timestamp_ms", "u64"), ("owner", "addr"), ("subaccount", "u32"),
+               ("amount", "u128"), ("recipient", "addr"), ("nonce", "u64"),
+               ("expiry_ms", "u64"), ("signature", "sig")),
+    Transfer: (("timestamp_ms", "u64"), ("owner", "addr"), ("subaccount", "u32"),
+               ("to_owner", "addr"), ("to_subaccount", "u32"), ("amount", "u128"),
+               ("nonce", "u64"), ("expiry_ms", "u64"), ("signature", "sig")),
+    Trade: (("timestamp_ms", "u64"), ("maker", "order"), ("taker", "order"),
+            ("size", "u128"), ("price", "u128")),
+    OraclePriceTick: (("timestamp_ms", "u64"), ("market_id", "u16"), ("price", "u128"),
+                      ("observations", "prices")),
+    FundingTick: (("timestamp_ms", "u64"), ("rates", "rates")),
+    Liquidate: (("timestamp_ms", "u64"), ("account_id", "u32"), ("market_id", "u16"),
+                ("size", "u128"), ("price", "u128"), ("maker", "order?")),
+    Deleverage: (("timestamp_ms", "u64"), ("account_id", "u32"),
+                 ("offset_account_id", "u32"), ("market_id", "u16"), ("size", "u128")),
+    ForcedWithdrawal: (("timestamp_ms", "u64"), ("request_id", "u64"), ("owner", "addr"),
+                       ("subaccount", "u32"), ("amount", "u128"), ("recipient", "addr")),
+}  # fmt: skip
+_BY_TAG = {TX_TYPES[cls]: cls for cls in _SCHEMAS}
+
+
+def _write(w: Writer, kind: str, value: Any) -> None:
+    if kind in _WIDTHS:
+        w.int(kind, value)
+    elif kind in _BYTES:
+        w.raw(kind, value)
+    elif kind == "bool":
+        w.int("u8", 1 if value else 0)
+    elif kind.startswith("enum:"):
+        w.int("u8", int(value))
+    elif kind == "order":
+        _write_fields(w, _ORDER_SCHEMA, value.order)
+        w.raw("sig", value.signature)
+    elif kind == "order?":
+        w.int("u8", 0 if value is None else 1)
+        if value is not None:
+            _write(w, "order", value)
+    elif kind == "prices":
+        w.int("u8", len(value))
+        for p in value:
+            w.raw("addr", p.signer)
+            w.int("u128", p.price)
+            w.int("u64", p.timestamp_ms)
+            w.raw("sig", p.signature)
+    elif kind == "rates":
+        w.int("u8", len(value))
+        for market_id, rate in value:
+            w.int("u16", market_id)
+            w.int("i64", rate)
+    else:  # pragma: no cover - schema typo
+        raise AssertionError(kind)
+
+
+def _write_fields(w: Writer, schema: tuple[tuple[str, str], ...], obj: object) -> None:
+    for name, kind in schema:
+        _write(w, kind, getattr(obj, name))
+
+
+def _read(r: Reader, kind: str, domain: Domain) -> Any:
+    if kind in _WIDTHS:
+        return r.int(kind)
+    if kind in _BYTES:
+        return r.raw(kind)
+    if kind == "bool":
+        flag = r.int("u8")
+        if flag > 1:
+            raise CoreError(ErrorCode.ENCODING, "a bool is 0 or 1")
+        return flag == 1
+    if kind.startswith("enum:"):
+        enum = _ENUMS[kind[5:]]
+        try:
+            return enum(r.int("u8"))
+        except ValueError as exc:
+            raise CoreError(ErrorCode.ENCODING, f"bad {enum.__name__}") from exc
+    if kind == "order":
+        order = Order(**_read_fields(r, _ORDER_SCHEMA, domain))
+        return SignedOrder.received(order, r.raw("sig"), domain)
+    if kind == "order?":
+        return _read(r, "order", domain) if _read(r, "bool", domain) else None
+    if kind == "prices":
+        return tuple(
+            SignedPrice(r.raw("addr"), r.int("u128"), r.int("u64"), r.raw("sig"))
+            for _ in range(r.int("u8"))
+        )
+    if kind == "rates":
+        return tuple((r.int("u16"), r.int("i64")) for _ in range(r.int("u8")))
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _read_fields(r: Reader, schema: tuple[tuple[str, str], ...], domain: Domain) -> dict[str, Any]:
+    return {name: _read(r, kind, domain) for name, kind in schema}
+
+
+def encode_tx(tx: Tx) -> bytes:
+    w = Writer()
+    w.int("u8", TX_TYPES[type(tx)])
+    _write_fields(w, _SCHEMAS[type(tx)], tx)
+    return w.getvalue()
+
+
+def decode_tx(data: bytes, domain: Domain) -> Tx:
+    """Strict inverse of encode_tx; order hashes are recomputed, never read."""
+    r = Reader(data)
+    try:
+        cls = _BY_TAG[TxType(r.int("u8"))]
+    except ValueError as exc:
+        raise CoreError(ErrorCode.ENCODING, "unknown transaction type") from exc
+    tx: Tx = cls(**_read_fields(r, _SCHEMAS[cls], domain))
+    r.done()
+    return tx
+
+
+def encode_order(order: Order) -> bytes:
+    w = Writer()
+    _write_fields(w, _ORDER_SCHEMA, order)
+    return w.getvalue()
+
+
+_ACCOUNT_HEAD = (("owner", "addr"), ("subaccount", "u32"), ("collateral", "i128"), ("nonce", "u64"))
+
+
+def encode_account(account: Account) -> bytes:
+    """The account leaf: head, then positions sorted by market (the escape hatch reads it)."""
+    w = Writer()
+    _write_fields(w, _ACCOUNT_HEAD, account)
+    held = sorted((m, p) for m, p in account.positions.items())
+    w.int("u8", len(held))
+    for market_id, position in held:
+        w.int("u16", market_id)
+        w.int("i128", position.size)
+        w.int("i128", position.funding_index)
+        w.int("i128", position.cost)
+    return w.getvalue()
+
+
+def decode_account(account_id: int, data: bytes) -> Account:
+    r = Reader(data)
+    head = {name: _read(r, kind, Domain()) for name, kind in _ACCOUNT_HEAD}
+    account = Account(account_id, **head)
+    for _ in range(r.int("u8")):
+        market_id = r.int("u16")
+        account.positions[market_id] = Position(r.int("i128"), r.int("i128"), r.int("i128"))
+    r.done()
+    return account
