@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every check on a fresh machine: makes .venv, installs
-# perpnet with its test extras, then lint (ruff), types (mypy, strict on the
-# core and the prover) and the test suite (pytest, on every core).
+# perpnet with its test extras, then runs the suite on every core, lint (ruff)
+# and types (mypy, strict on the core and the prover) included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +24,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
-echo "== ruff"
-.venv/bin/ruff check services tests
-.venv/bin/ruff format --check services tests
-echo "== mypy"
-.venv/bin/mypy
-echo "== pytest"
+# ruff and mypy run inside the suite (tests/test_static.py)
 .venv/bin/pytest -n "$(nproc 2>/dev/null || echo 2)" "$@"

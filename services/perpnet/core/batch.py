@@ -1,0 +1,231 @@
+"""Batches: a run of applied transactions and the public inputs that L1 checks.
+
+The public inputs are what the rollup contract receives as calldata with a
+state update (rollup data availability) and what the proof is bound to:
+
+    u64 batch_id | b32 old_root | b32 accounts_root | b32 orders_root
+    | u16 len(globals) | globals
+    | u32 n | n × deposit  (u64 deposit_id, addr owner, u32 subaccount, u128 amount)
+    | u32 n | n × withdrawal (addr recipient, u128 amount)
+    | u32 n | n × forced   (u64 request_id, addr owner, u32 subaccount, u128 requested,
+                            addr recipient, u128 served)
+    | b32 diff_hash
+
+The new state root is not sent: L1 recomputes it as
+keccak(accounts_root || orders_root || keccak(globals)), so the parts it reads
+(prices and funding indices for the escape hatch, the deposit and forced
+request counters) are bound to the root by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perpnet.core.crypto import keccak
+from perpnet.core.encoding import Reader, Writer
+from perpnet.core.errors import CoreError
+from perpnet.core.events import Event, WithdrawalEmitted
+from perpnet.core.state import ExchangeState, StateDiff
+from perpnet.core.txs import Deposit, ForcedWithdrawal, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class DepositEntry:
+    deposit_id: int
+    owner: bytes
+    subaccount: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalEntry:
+    recipient: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedEntry:
+    request_id: int
+    owner: bytes
+    subaccount: int
+    requested: int
+    recipient: bytes
+    served: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublicInputs:
+    batch_id: int
+    old_root: bytes
+    accounts_root: bytes
+    orders_root: bytes
+    globals: bytes
+    deposits: tuple[DepositEntry, ...]
+    withdrawals: tuple[WithdrawalEntry, ...]
+    forced: tuple[ForcedEntry, ...]
+    diff_hash: bytes
+
+    @property
+    def new_root(self) -> bytes:
+        return keccak(self.accounts_root + self.orders_root + keccak(self.globals))
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.int("u64", self.batch_id)
+        for root in (self.old_root, self.accounts_root, self.orders_root):
+            w.raw("b32", root)
+        w.int("u16", len(self.globals))
+        w.parts.append(self.globals)
+        w.int("u32", len(self.deposits))
+        for d in self.deposits:
+            w.int("u64", d.deposit_id)
+            w.raw("addr", d.owner)
+            w.int("u32", d.subaccount)
+            w.int("u128", d.amount)
+        w.int("u32", len(self.withdrawals))
+        for x in self.withdrawals:
+            w.raw("addr", x.recipient)
+            w.int("u128", x.amount)
+        w.int("u32", len(self.forced))
+        for f in self.forced:
+            w.int("u64", f.request_id)
+            w.raw("addr", f.owner)
+            w.int("u32", f.subaccount)
+            w.int("u128", f.requested)
+            w.raw("addr", f.recipient)
+            w.int("u128", f.served)
+        w.raw("b32", self.diff_hash)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> PublicInputs:
+        r = Reader(data)
+        batch_id = r.int("u64")
+        old_root, accounts_root, orders_root = r.raw("b32"), r.raw("b32"), r.raw("b32")
+        global_bytes = r.take(r.int("u16"))
+        deposits = tuple(
+            DepositEntry(r.int("u64"), r.raw("addr"), r.int("u32"), r.int("u128"))
+            for _ in range(r.int("u32"))
+        )
+        withdrawals = tuple(
+            WithdrawalEntry(r.raw("addr"), r.int("u128")) for _ in range(r.int("u32"))
+        )
+        forced = tuple(
+            ForcedEntry(
+                r.int("u64"),
+                r.raw("addr"),
+                r.int("u32"),
+                r.int("u128"),
+                r.raw("addr"),
+                r.int("u128"),
+            )
+            for _ in range(r.int("u32"))
+        )
+        diff_hash = r.raw("b32")
+        r.done()
+        return cls(
+            batch_id,
+            old_root,
+            accounts_root,
+            orders_root,
+            global_bytes,
+            deposits,
+            withdrawals,
+            forced,
+            diff_hash,
+        )
+
+    def hash(self) -> bytes:
+        return keccak(self.encode())
+
+
+def encode_diff(diff: StateDiff) -> bytes:
+    """The state diff's canonical bytes: touched account leaves and order fills."""
+    w = Writer()
+    w.int("u32", len(diff.accounts))
+    for a in diff.accounts:
+        w.int("u32", a.account_id)
+        for leaf in (a.old_leaf, a.new_leaf):
+            w.int("u16", len(leaf))
+            w.parts.append(leaf)
+    w.int("u32", len(diff.orders))
+    for o in diff.orders:
+        w.int("u32", o.slot)
+        w.raw("b32", o.order_hash)
+        w.int("u128", o.old_filled)
+        w.int("u128", o.new_filled)
+    return w.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    batch_id: int
+    txs: tuple[Tx, ...]
+    diff: StateDiff
+    public_inputs: PublicInputs
+
+
+class BatchBuilder:
+    """Applies transactions to a state and cuts them into batches (the sequencer's core).
+
+    Refused transactions are reported to the caller and left out of the batch.
+    """
+
+    def __init__(self, state: ExchangeState, next_batch_id: int = 0) -> None:
+        self.state = state
+        self.next_batch_id = next_batch_id
+        self._txs: list[Tx] = []
+        self._deposits: list[DepositEntry] = []
+        self._withdrawals: list[WithdrawalEntry] = []
+        self._forced: list[ForcedEntry] = []
+        state.begin_batch()
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def add(self, tx: Tx, *, authenticated: bool = False) -> tuple[Event, ...] | CoreError:
+        try:
+            events = self.state.apply(tx, authenticated=authenticated)
+        except CoreError as exc:
+            return exc
+        self._txs.append(tx)
+        if isinstance(tx, Deposit):
+            self._deposits.append(DepositEntry(tx.deposit_id, tx.owner, tx.subaccount, tx.amount))
+        for event in events:
+            if isinstance(event, WithdrawalEmitted):
+                if isinstance(tx, ForcedWithdrawal):
+                    self._forced.append(
+                        ForcedEntry(
+                            tx.request_id,
+                            tx.owner,
+                            tx.subaccount,
+                            tx.amount,
+                            tx.recipient,
+                            event.amount,
+                        )
+                    )
+                else:
+                    self._withdrawals.append(WithdrawalEntry(event.recipient, event.amount))
+        return events
+
+    def cut(self) -> Batch:
+        """Close the open batch (possibly empty) and open the next."""
+        state = self.state
+        diff = state.end_batch()
+        inputs = PublicInputs(
+            self.next_batch_id,
+            diff.old_root,
+            state.account_tree.root(),
+            state.order_tree.root(),
+            diff.new_globals,
+            tuple(self._deposits),
+            tuple(self._withdrawals),
+            tuple(self._forced),
+            keccak(encode_diff(diff)),
+        )
+        assert inputs.new_root == diff.new_root
+        batch = Batch(self.next_batch_id, tuple(self._txs), diff, inputs)
+        self.next_batch_id += 1
+        self._txs, self._deposits, self._withdrawals, self._forced = [], [], [], []
+        state.begin_batch()
+        return batch
