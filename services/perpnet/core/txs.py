@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, ClassVar, Self, cast
 
 from perpnet.core.crypto import PrivateKey, recover
 from perpnet.core.errors import CoreError, ErrorCode
@@ -71,8 +71,30 @@ class Deposit:
     amount: int
 
 
+class SignedRequest:
+    """A user request signed by its owner over its typed hash (EIP-712 style)."""
+
+    __slots__ = ()
+    STRUCT: ClassVar[StructType]
+    SIGNED: ClassVar[tuple[str, ...]]  # attributes in the order of STRUCT's fields
+    owner: bytes
+    signature: bytes
+
+    def digest(self, domain: Domain) -> bytes:
+        return domain.digest(self.STRUCT, tuple(getattr(self, name) for name in self.SIGNED))
+
+    def signed(self, key: PrivateKey, domain: Domain) -> Self:
+        return cast(Self, replace(cast(Any, self), signature=key.sign(self.digest(domain))))
+
+    def verify(self, domain: Domain) -> None:
+        _check_signer(self.digest(domain), self.signature, self.owner, self.STRUCT.name)
+
+
 @dataclass(frozen=True, slots=True)
-class Withdraw:
+class Withdraw(SignedRequest):
+    STRUCT = WITHDRAW_TYPE
+    SIGNED = ("owner", "subaccount", "amount", "recipient", "nonce", "expiry_ms")
+
     timestamp_ms: int
     owner: bytes
     subaccount: int
@@ -82,21 +104,12 @@ class Withdraw:
     expiry_ms: int
     signature: bytes = b""
 
-    def digest(self, domain: Domain) -> bytes:
-        return domain.digest(
-            WITHDRAW_TYPE,
-            (self.owner, self.subaccount, self.amount, self.recipient, self.nonce, self.expiry_ms),
-        )
-
-    def signed(self, key: PrivateKey, domain: Domain) -> Withdraw:
-        return _replace_signature(self, key.sign(self.digest(domain)))
-
-    def verify(self, domain: Domain) -> None:
-        _check_signer(self.digest(domain), self.signature, self.owner, "withdrawal")
-
 
 @dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(SignedRequest):
+    STRUCT = TRANSFER_TYPE
+    SIGNED = ("owner", "subaccount", "to_owner", "to_subaccount", "amount", "nonce", "expiry_ms")
+
     timestamp_ms: int
     owner: bytes
     subaccount: int
@@ -106,26 +119,6 @@ class Transfer:
     nonce: int
     expiry_ms: int
     signature: bytes = b""
-
-    def digest(self, domain: Domain) -> bytes:
-        return domain.digest(
-            TRANSFER_TYPE,
-            (
-                self.owner,
-                self.subaccount,
-                self.to_owner,
-                self.to_subaccount,
-                self.amount,
-                self.nonce,
-                self.expiry_ms,
-            ),
-        )
-
-    def signed(self, key: PrivateKey, domain: Domain) -> Transfer:
-        return _replace_signature(self, key.sign(self.digest(domain)))
-
-    def verify(self, domain: Domain) -> None:
-        _check_signer(self.digest(domain), self.signature, self.owner, "transfer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,10 +234,3 @@ TX_TYPES: dict[type, TxType] = {
     Deleverage: TxType.DELEVERAGE,
     ForcedWithdrawal: TxType.FORCED_WITHDRAWAL,
 }
-
-
-_Signed = TypeVar("_Signed", Withdraw, Transfer)
-
-
-def _replace_signature(tx: _Signed, signature: bytes) -> _Signed:
-    return replace(tx, signature=signature)
