@@ -240,8 +240,14 @@ def decode_account(account_id: int, data: bytes) -> Account:
     r = Reader(data)
     head = {name: _read(r, kind, Domain()) for name, kind in _ACCOUNT_HEAD}
     account = Account(account_id, **head)
+    previous = -1
     for _ in range(r.int("u8")):
         market_id = r.int("u16")
+        if market_id <= previous:
+            raise CoreError(
+                ErrorCode.ENCODING, "positions must be in strictly ascending market order"
+            )
+        previous = market_id
         account.positions[market_id] = Position(r.int("i128"), r.int("i128"), r.int("i128"))
     r.done()
     return account

@@ -65,6 +65,17 @@ class ExchangeConfig:
     min_funding_interval_ms: int = 60_000
     tree_depth: int = 32
 
+    def __post_init__(self) -> None:
+        require(self.oracle_quorum >= 1, ErrorCode.INVALID_FIELD, "oracle quorum must be >= 1")
+        require(
+            not self.oracle_signers or self.oracle_quorum <= len(self.oracle_signers),
+            ErrorCode.INVALID_FIELD,
+            "oracle quorum exceeds the number of signers",
+        )
+        require(self.max_price_age_ms > 0, ErrorCode.INVALID_FIELD, "price age must be positive")
+        require(self.min_funding_interval_ms >= 0, ErrorCode.INVALID_FIELD, "negative interval")
+        require(1 <= self.tree_depth <= 64, ErrorCode.INVALID_FIELD, "tree depth in [1, 64]")
+
 
 @dataclass(frozen=True, slots=True)
 class AccountDiff:
@@ -418,6 +429,11 @@ class ExchangeState:
             f"deposit {tx.deposit_id} out of order; next is {self.next_deposit_id}",
         )
         require(tx.amount > 0, ErrorCode.INVALID_FIELD, "deposit amount must be positive")
+        require(
+            tx.owner != SYSTEM_OWNER or tx.subaccount == INSURANCE_FUND_ID,
+            ErrorCode.INVALID_FIELD,
+            "the zero address takes deposits only into the insurance fund (subaccount 0)",
+        )
         account = self._new_or_clone(tx.owner, tx.subaccount)
         account.collateral += tx.amount
         self._commit([account])
@@ -539,6 +555,12 @@ class ExchangeState:
                 ErrorCode.ORACLE_STALE,
                 "observation outside the price age window",
             )
+        oldest = min(o.timestamp_ms for o in obs)
+        require(
+            oldest >= self.price_times.get(tx.market_id, 0),
+            ErrorCode.ORACLE_STALE,
+            "observations older than those of the price in force",
+        )
         prices = sorted(o.price for o in obs)
         require(
             tx.price > 0 and prices[(len(prices) - 1) // 2] == tx.price,
@@ -549,7 +571,7 @@ class ExchangeState:
             for o in obs:
                 o.verify(tx.market_id, cfg.domain)
         self.prices[tx.market_id] = tx.price
-        self.price_times[tx.market_id] = tx.timestamp_ms
+        self.price_times[tx.market_id] = oldest  # a price is as old as its oldest observation
         return (PriceUpdated(tx.market_id, tx.price),)
 
     def _funding(self, tx: FundingTick) -> tuple[Event, ...]:

@@ -17,8 +17,8 @@ from perpnet.core.errors import CoreError, ErrorCode
 ANVIL_CHAIN_ID = 31337
 
 
-def word(value: int | bool | bytes, kind: str) -> bytes:
-    """ABI-encode one static field as a 32-byte word, range-checked by its type."""
+def word(value: int | bool | bytes | str, kind: str) -> bytes:
+    """EIP-712-encode one field as a 32-byte word (strings as their keccak), range-checked."""
     if kind == "address":
         if not isinstance(value, bytes) or len(value) != 20:
             raise CoreError(ErrorCode.INVALID_FIELD, "an address is 20 bytes")
@@ -27,6 +27,10 @@ def word(value: int | bool | bytes, kind: str) -> bytes:
         if not isinstance(value, bytes) or len(value) != 32:
             raise CoreError(ErrorCode.INVALID_FIELD, "bytes32 is 32 bytes")
         return value
+    if kind == "string":
+        if not isinstance(value, str):
+            raise CoreError(ErrorCode.INVALID_FIELD, "a string field needs a str")
+        return keccak(value.encode())
     if kind == "bool":
         return (1 if value else 0).to_bytes(32, "big")
     if isinstance(value, bool) or not isinstance(value, int):
@@ -56,7 +60,7 @@ class StructType:
     def type_hash(self) -> bytes:
         return keccak(self.signature.encode())
 
-    def struct_hash(self, values: Sequence[int | bool | bytes]) -> bytes:
+    def struct_hash(self, values: Sequence[int | bool | bytes | str]) -> bytes:
         if len(values) != len(self.fields):
             raise CoreError(ErrorCode.INVALID_FIELD, f"{self.name} has {len(self.fields)} fields")
         encoded = b"".join(word(v, t) for v, (_, t) in zip(values, self.fields, strict=True))
@@ -66,8 +70,8 @@ class StructType:
 DOMAIN_TYPE = StructType(
     "EIP712Domain",
     (
-        ("name", "bytes32"),
-        ("version", "bytes32"),
+        ("name", "string"),
+        ("version", "string"),
         ("chainId", "uint256"),
         ("verifyingContract", "address"),
     ),
@@ -86,12 +90,7 @@ class Domain:
 
     def __post_init__(self) -> None:
         separator = DOMAIN_TYPE.struct_hash(
-            (
-                keccak(self.name.encode()),
-                keccak(self.version.encode()),
-                self.chain_id,
-                self.verifying_contract,
-            )
+            (self.name, self.version, self.chain_id, self.verifying_contract)
         )
         object.__setattr__(self, "separator", separator)
 
