@@ -117,16 +117,20 @@ class Desk:
         return Trade(self.tick(), maker, taker, fill, maker.order.price)
 
     def cross(
-        self, maker: PrivateKey, taker: PrivateKey, market_id: int, taker_buys: bool, size: int, price: int
+        self,
+        maker: PrivateKey,
+        taker: PrivateKey,
+        market_id: int,
+        taker_buys: bool,
+        size: int,
+        price: int,
     ) -> Trade:
         """A maker's resting limit and a taker's IOC that fill each other completely."""
         resting = self.order(maker, market_id, not taker_buys, size, price)
         incoming = self.order(taker, market_id, taker_buys, size, price, tif=TimeInForce.IOC)
         return self.trade(resting, incoming)
 
-    def withdraw(
-        self, key: PrivateKey, amount: int, nonce: int, subaccount: int = 0
-    ) -> Withdraw:
+    def withdraw(self, key: PrivateKey, amount: int, nonce: int, subaccount: int = 0) -> Withdraw:
         tx = Withdraw(self.tick(), key.address, subaccount, amount, key.address, nonce, 2**62)
         return tx.signed(key, self.config.domain)
 
@@ -139,9 +143,7 @@ class Desk:
         subaccount: int = 0,
         to_subaccount: int = 0,
     ) -> Transfer:
-        tx = Transfer(
-            self.tick(), key.address, subaccount, to, to_subaccount, amount, nonce, 2**62
-        )
+        tx = Transfer(self.tick(), key.address, subaccount, to, to_subaccount, amount, nonce, 2**62)
         return tx.signed(key, self.config.domain)
 
     def _next_nonce(self, owner: bytes) -> int:

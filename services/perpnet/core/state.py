@@ -146,6 +146,7 @@ class ExchangeState:
         self._dirty_accounts: set[int] = set()
         self._dirty_orders: set[bytes] = set()
         self._batch: _Batch | None = None
+        self.last_touched: list[int] = []  # accounts the last applied transaction committed
         self._commit(
             [Account(INSURANCE_FUND_ID, SYSTEM_OWNER, 0), Account(FEE_POOL_ID, SYSTEM_OWNER, 1)]
         )
@@ -269,6 +270,7 @@ class ExchangeState:
                 self.ids[(account.owner, account.subaccount)] = account_id
             self.accounts[account_id] = account
             self._dirty_accounts.add(account_id)
+            self.last_touched.append(account_id)
 
     def _commit_fill(self, order_hash: bytes, size: int) -> None:
         entry = self.order_fills.get(order_hash)
@@ -295,6 +297,7 @@ class ExchangeState:
             f"timestamp {ts} before the state clock {self.clock_ms}",
         )
         verify = not authenticated
+        self.last_touched = []
         events: tuple[Event, ...]
         if isinstance(tx, Trade):
             events = self._trade(tx, verify)

@@ -1,0 +1,324 @@
+"""The STARK prover: trace -> commitments -> composition -> DEEP -> FRI -> openings.
+
+Deterministic: the same AIR, trace and parameters give the same bytes. Every
+phase is whole-array NumPy work; Python loops run only over constraints, FRI
+rounds and queries. `timings`, when given, receives seconds per phase.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from perpnet.stark import field as ff
+from perpnet.stark import fri
+from perpnet.stark.air import FE, Air, eval_transitions
+from perpnet.stark.errors import ParameterError, StarkProverError
+from perpnet.stark.field import P64, Arr, P
+from perpnet.stark.merkle import MerkleTree, commit_columns, open_columns
+from perpnet.stark.ntt import evaluate_coset, interpolate_coset, intt
+from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
+from perpnet.stark.proof import Opening, Proof
+from perpnet.stark.protocol import (
+    SHIFT,
+    Layout,
+    boundary_value,
+    check_boundaries,
+    draw_ood_point,
+    inv_x_minus,
+    ood_combinations,
+    recombine,
+    start_transcript,
+)
+
+
+class _Clock:
+    __slots__ = ("last", "out")
+
+    def __init__(self, out: dict[str, float] | None) -> None:
+        self.out = out
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        if self.out is not None:
+            self.out[phase] = self.out.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
+def prove(
+    air: Air,
+    trace: Arr | Sequence[Sequence[int]],
+    params: ProofParams = DEFAULT_PARAMS,
+    *,
+    timings: dict[str, float] | None = None,
+    strict: bool = True,
+) -> bytes:
+    """Prove that `trace` ((width, n) column-major) satisfies `air`; the encoded proof.
+
+    Raises StarkProverError if it does not. strict=False skips that check and
+    truncates the too-high-degree polynomials instead -- only for soundness tests,
+    which must see such proofs rejected.
+    """
+    return prove_proof(air, trace, params, timings=timings, strict=strict).encode()
+
+
+def prove_proof(
+    air: Air,
+    trace: Arr | Sequence[Sequence[int]],
+    params: ProofParams = DEFAULT_PARAMS,
+    *,
+    timings: dict[str, float] | None = None,
+    strict: bool = True,
+) -> Proof:
+    clock = _Clock(timings)
+    lay = Layout.of(air, params)
+    n, big_n, r = lay.n, lay.lde_size, lay.group
+    main = _as_trace(air, trace)
+    t = start_transcript(air, params)
+
+    main_coeffs = intt(main)
+    main_lde = evaluate_coset(main_coeffs, big_n, SHIFT)
+    clock.lap("trace_lde")
+    main_tree = commit_columns(main_lde, r)
+    t.absorb(main_tree.root)
+    clock.lap("merkle_commit")
+
+    challenges: list[FE] = []
+    aux_lde: Arr | None = None
+    aux_coeffs: Arr | None = None
+    aux_tree: MerkleTree | None = None
+    aux_trace: Arr | None = None
+    if air.aux_width:
+        challenges = [FE.ext(t.challenge_ext()) for _ in range(air.num_aux_challenges)]
+        aux_trace = np.asarray(air.build_aux_trace(main, challenges), dtype=np.uint64)
+        if aux_trace.shape != (air.aux_width, 4, n) or np.any(aux_trace >= P64):
+            raise ParameterError("build_aux_trace must return reduced (aux_width, 4, n)")
+        flat = aux_trace.reshape(4 * air.aux_width, n)
+        aux_coeffs = intt(flat)
+        aux_lde = evaluate_coset(aux_coeffs, big_n, SHIFT)
+        clock.lap("trace_lde")
+        aux_tree = commit_columns(aux_lde, r)
+        t.absorb(aux_tree.root)
+        clock.lap("merkle_commit")
+    if strict:
+        check_trace(air, main, aux_trace, challenges)
+        clock.lap("trace_check")
+
+    alpha = t.challenge_ext()
+    comp_coeffs = _composition(air, lay, main_lde, aux_lde, challenges, alpha, strict)
+    comp_lde = evaluate_coset(comp_coeffs, big_n, SHIFT)
+    clock.lap("composition")
+    comp_tree = commit_columns(comp_lde, r)
+    t.absorb(comp_tree.root)
+    clock.lap("merkle_commit")
+
+    z = draw_ood_point(t)
+    g = ff.two_adic_root(lay.log_n)
+    zg = ff.ext_mul(z, ff.ext(g))
+    pts = np.concatenate([ff.ext_powers(z, n).T, ff.ext_powers(zg, n).T], axis=1)  # (n, 8)
+    main_at = ff.matmul(main_coeffs, pts)
+    ood_rows = [main_at[:, :4], main_at[:, 4:]]
+    if aux_coeffs is not None:
+        aux_at = ff.matmul(aux_coeffs, pts).reshape(air.aux_width, 4, 8)
+        ood_rows.append(np.stack([recombine(a[:, :4])[:, 0] for a in aux_at]))
+        ood_rows.append(np.stack([recombine(a[:, 4:])[:, 0] for a in aux_at]))
+    comp_at = ff.matmul(comp_coeffs, pts[:, :4]).reshape(lay.num_chunks, 4, 4)
+    ood_rows.append(np.stack([recombine(c)[:, 0] for c in comp_at]))
+    ood = np.ascontiguousarray(np.concatenate(ood_rows, axis=0))
+    t.absorb_felts(ood)
+    gamma = t.challenge_ext()
+    deep = _deep(air, lay, main_lde, aux_lde, comp_lde, ood, z, zg, gamma)
+    clock.lap("deep")
+
+    fc = fri.commit(deep, SHIFT, lay.log_n, params, t, strict=strict)
+    clock.lap("fri")
+    nonce = t.grind(params.grinding_bits)
+    t.absorb(nonce.to_bytes(8, "big"))
+    clock.lap("grinding")
+
+    queries = sorted(set(t.challenge_indices(params.num_queries, lay.num_leaves)))
+    proof = Proof(
+        params=params,
+        log_trace_length=lay.log_n,
+        main_root=main_tree.root,
+        aux_root=None if aux_tree is None else aux_tree.root,
+        comp_root=comp_tree.root,
+        ood=ood,
+        fri_roots=[tree.root for _, tree in fc.layers],
+        final_poly=np.ascontiguousarray(fc.final_poly.T),
+        pow_nonce=nonce,
+        main_open=Opening(open_columns(main_lde, r, queries), main_tree.open(queries)),
+        aux_open=None
+        if aux_tree is None or aux_lde is None
+        else Opening(open_columns(aux_lde, r, queries), aux_tree.open(queries)),
+        comp_open=Opening(open_columns(comp_lde, r, queries), comp_tree.open(queries)),
+        fri_open=fri.open_layers(fc, queries, r),
+    )
+    clock.lap("queries")
+    return proof
+
+
+def _as_trace(air: Air, trace: Arr | Sequence[Sequence[int]]) -> Arr:
+    arr = np.asarray(trace)
+    if arr.shape != (air.width, air.trace_length):
+        raise ParameterError(
+            f"trace must be (width={air.width}, rows={air.trace_length}), got {arr.shape}"
+        )
+    if arr.dtype != np.uint64:
+        if arr.dtype.kind not in "iuO":
+            raise ParameterError("trace cells must be integers")
+        if arr.dtype.kind == "i" and np.any(arr < 0):
+            raise ParameterError("trace cells must be canonical field elements")
+        arr = arr.astype(object)
+        if any(int(v) >= P or int(v) < 0 for v in arr.ravel()):
+            raise ParameterError("trace cells must be canonical field elements (< p)")
+        arr = arr.astype(np.uint64)
+    elif np.any(arr >= P64):
+        raise ParameterError("trace cells must be canonical field elements (< p)")
+    return np.ascontiguousarray(arr)
+
+
+def check_trace(air: Air, main: Arr, aux: Arr | None, challenges: Sequence[FE]) -> None:
+    """Evaluate every constraint on the trace itself; name the first one broken."""
+    n = air.trace_length
+    cons = eval_transitions(
+        air,
+        main,
+        np.roll(main, -1, axis=1),
+        aux,
+        None if aux is None else np.roll(aux, -1, axis=2),
+        challenges,
+    )
+    for i, c in enumerate(cons):
+        v = np.broadcast_to(c.v, (4, n) if c.is_ext else (n,))
+        bad = np.nonzero(v[..., : n - 1].reshape(-1, n - 1).any(axis=0))[0]
+        if bad.size:
+            raise StarkProverError(f"transition constraint {i} fails at row {int(bad[0])}")
+    bounds = air.boundaries(challenges)
+    check_boundaries(air, bounds)
+    for b in bounds:
+        if b.aux:
+            if aux is None:
+                raise StarkProverError("aux boundary without an aux trace")
+            cell = aux[b.column, :, b.row].reshape(4, 1)
+        else:
+            cell = ff.ext(int(main[b.column, b.row]))
+        if not np.array_equal(cell, boundary_value(b)):
+            raise StarkProverError(
+                f"boundary constraint on {'aux ' if b.aux else ''}column {b.column} "
+                f"row {b.row} fails"
+            )
+
+
+def _composition(
+    air: Air,
+    lay: Layout,
+    main_lde: Arr,
+    aux_lde: Arr | None,
+    challenges: Sequence[FE],
+    alpha: Arr,
+    strict: bool,
+) -> Arr:
+    """Coefficients (4·chunks, n) of the composition polynomial's chunks."""
+    n, ce = lay.n, lay.ce_blowup
+    m = ce * n
+    stride = lay.lde_size // m
+    cur = np.ascontiguousarray(main_lde[:, ::stride])
+    nxt = np.roll(cur, -ce, axis=1)
+    aux_cur = aux_nxt = None
+    if aux_lde is not None:
+        aux_cur = np.ascontiguousarray(aux_lde[:, ::stride]).reshape(air.aux_width, 4, m)
+        aux_nxt = np.roll(aux_cur, -ce, axis=2)
+    cons = eval_transitions(air, cur, nxt, aux_cur, aux_nxt, challenges)
+    bounds = air.boundaries(challenges)
+    check_boundaries(air, bounds)
+    apows = ff.ext_powers(alpha, len(cons) + len(bounds))
+
+    base_idx = [i for i, c in enumerate(cons) if not c.is_ext]
+    acc = ff.ext_zero(m)
+    if base_idx:
+        rows = np.stack([np.broadcast_to(cons[i].v, (m,)) for i in base_idx])
+        acc = ff.lincomb(apows[:, base_idx], rows)
+    for i, c in enumerate(cons):
+        if c.is_ext:
+            acc = ff.ext_add(acc, ff.ext_mul(apows[:, i : i + 1], c.v))
+
+    x = ff.powers(ff.two_adic_root(lay.log_n + ce.bit_length() - 1), m) * np.uint64(SHIFT) % P64
+    g = ff.two_adic_root(lay.log_n)
+    # 1/Z(x) = (x - g^(n-1)) / (x^n - 1); x^n repeats with period ce on this coset.
+    xn = [
+        pow(SHIFT, n, P) * pow(ff.two_adic_root(ce.bit_length() - 1), i, P) % P for i in range(ce)
+    ]
+    inv_xn = np.tile(np.array([ff.inv(v - 1) for v in xn], dtype=np.uint64), n)
+    zinv = (x + (P64 - np.uint64(pow(g, n - 1, P)))) % P64 * inv_xn % P64
+    total = ff.ext_mul_base(acc, zinv)
+
+    base = len(cons)
+    by_row: dict[int, list[int]] = {}
+    for j, b in enumerate(bounds):
+        by_row.setdefault(b.row, []).append(j)
+    for row, js in sorted(by_row.items()):
+        coef = np.zeros((4, air.width), dtype=np.uint64)
+        num = ff.ext_zero(m)
+        const = ff.ext_zero()
+        for j in js:
+            b = bounds[j]
+            a = apows[:, base + j : base + j + 1]
+            const = ff.ext_add(const, ff.ext_mul(a, boundary_value(b)))
+            if b.aux:
+                assert aux_cur is not None
+                num = ff.ext_add(num, ff.ext_mul(a, aux_cur[b.column]))
+            else:
+                coef[:, b.column] = (coef[:, b.column] + a[:, 0]) % P64
+        if coef.any():
+            num = ff.ext_add(num, ff.lincomb(coef, cur))
+        num = ff.ext_sub(num, const)
+        den_inv = ff.batch_inv((x + (P64 - np.uint64(pow(g, row, P)))) % P64)
+        total = ff.ext_add(total, ff.ext_mul_base(num, den_inv))
+
+    coeffs = interpolate_coset(total, SHIFT)  # (4, m)
+    k = lay.num_chunks
+    if strict and np.any(coeffs[:, k * n :]):
+        raise StarkProverError(
+            "composition polynomial degree too high: the trace breaks a constraint "
+            "or transition_degree is understated"
+        )
+    chunks = coeffs[:, : k * n].reshape(4, k, n).transpose(1, 0, 2).reshape(4 * k, n)
+    return np.ascontiguousarray(chunks)
+
+
+def _deep(
+    air: Air,
+    lay: Layout,
+    main_lde: Arr,
+    aux_lde: Arr | None,
+    comp_lde: Arr,
+    ood: Arr,
+    z: Arr,
+    zg: Arr,
+    gamma: Arr,
+) -> Arr:
+    """DEEP composition (F(x) - F(z))/(x - z) + (G(x) - G(zg))/(x - zg) on the LDE."""
+    w, a, k = air.width, air.aux_width, lay.num_chunks
+    gp = ff.ext_powers(gamma, w + a + k)
+    g_x = ff.lincomb(np.ascontiguousarray(gp[:, :w]), main_lde)
+    if aux_lde is not None:
+        aux = aux_lde.reshape(a, 4, -1)
+        for i in range(a):
+            g_x = ff.ext_add(g_x, ff.ext_mul(gp[:, w + i : w + i + 1], aux[i]))
+    comp = comp_lde.reshape(k, 4, -1)
+    f_x = g_x
+    for c in range(k):
+        f_x = ff.ext_add(f_x, ff.ext_mul(gp[:, w + a + c : w + a + c + 1], comp[c]))
+    g_zg, f_z = ood_combinations(ood, gp, w, a, k)
+    x = ff.powers(
+        ff.two_adic_root(lay.log_n + (lay.lde_size // lay.n).bit_length() - 1), lay.lde_size
+    )
+    x = x * np.uint64(SHIFT) % P64
+    return ff.ext_add(
+        ff.ext_mul(ff.ext_sub(f_x, f_z), inv_x_minus(x, z)),
+        ff.ext_mul(ff.ext_sub(g_x, g_zg), inv_x_minus(x, zg)),
+    )
