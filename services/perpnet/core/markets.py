@@ -115,25 +115,19 @@ class Market:
         return size // self.step_size
 
     def check_order_size(self, size: int) -> None:
-        require(size > 0, ErrorCode.INVALID_FIELD, "size must be positive")
-        require(
-            size % self.step_size == 0,
-            ErrorCode.OFF_STEP,
-            f"size not a multiple of {self.step_size}",
-        )
-        require(
-            size >= self.min_order_size,
-            ErrorCode.BELOW_MIN_SIZE,
-            f"size below {self.min_order_size}",
-        )
+        # hot path (every order): build a message only when refusing
+        if size <= 0:
+            raise CoreError(ErrorCode.INVALID_FIELD, "size must be positive")
+        if size % self.step_size:
+            raise CoreError(ErrorCode.OFF_STEP, f"size not a multiple of {self.step_size}")
+        if size < self.min_order_size:
+            raise CoreError(ErrorCode.BELOW_MIN_SIZE, f"size below {self.min_order_size}")
 
     def check_price(self, price: int) -> None:
-        require(price > 0, ErrorCode.INVALID_FIELD, "price must be positive")
-        require(
-            price % self.tick_size == 0,
-            ErrorCode.OFF_TICK,
-            f"price not a multiple of {self.tick_size}",
-        )
+        if price <= 0:
+            raise CoreError(ErrorCode.INVALID_FIELD, "price must be positive")
+        if price % self.tick_size:
+            raise CoreError(ErrorCode.OFF_TICK, f"price not a multiple of {self.tick_size}")
 
 
 def _tiers(imf: int, mmf: int) -> tuple[MarginTier, ...]:

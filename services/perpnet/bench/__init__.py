@@ -1,0 +1,1 @@
+"""Micro-benchmarks of the pure core, run by `perpnet bench ...`."""
