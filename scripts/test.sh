@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "perpnet's tests need: $* (install them with apt-get, as root)" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 python=""
 for candidate in python3.13 python3.12 python3.11 python3; do
   if command -v "$candidate" >/dev/null 2>&1 &&
@@ -23,6 +31,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# anvil (the L1 devnode) from npm; npm itself from Debian when missing
+if [ ! -x .tools/node_modules/.bin/anvil ]; then
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @foundry-rs/anvil@1.7.1
+fi
 
 # ruff and mypy run inside the suite (tests/test_static.py)
 .venv/bin/pytest -n "$(nproc 2>/dev/null || echo 2)" "$@"

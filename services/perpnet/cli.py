@@ -19,12 +19,14 @@ from rich.table import Table
 from perpnet import __version__
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.markets import PPM, USD, MarketSet
+from perpnet.l1.cli import app as l1_app
 
 app = typer.Typer(help="perpnet: a local testnet of a perpetual-futures exchange on a STARK rollup")
 bench = typer.Typer(help="Benchmarks; each prints JSON with its figures, parameters and machine.")
 key = typer.Typer(help="Account keys (secp256k1, Ethereum addresses).")
 app.add_typer(bench, name="bench")
 app.add_typer(key, name="key")
+app.add_typer(l1_app, name="l1")
 err = Console(stderr=True)
 out = Console()
 
@@ -118,6 +120,15 @@ def bench_stf(
     with progress("state-transition benchmark") as update:
         result = stf.run(batches, batch_size, accounts, seed, repeats, on_progress=update)
     emit(result)
+
+
+@bench.command("l1")
+def bench_l1() -> None:
+    """L1 gas: per state update by batch size, deposit, claim, forced request, escape."""
+    from perpnet.l1 import bench as l1_bench
+
+    with err.status("L1 gas benchmark (starts a local anvil)"):
+        emit(l1_bench.run())
 
 
 if __name__ == "__main__":

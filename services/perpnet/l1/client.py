@@ -1,0 +1,272 @@
+"""A typed client for the rollup's contracts over web3.py: what the bridge, tests and tools call.
+
+Every transaction is gas-estimated first: on a revert the node answers with
+the contract's reason, raised as `L1RevertError(reason)` before anything is sent.
+A `Sender` signs with a local key (any JSON-RPC endpoint) or uses an account
+the node holds unlocked (anvil's dev accounts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account as EthAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+from web3.types import EventData, TxParams, TxReceipt
+
+from perpnet.core.batch import PublicInputs
+from perpnet.core.crypto import keccak
+
+RECEIPT_TIMEOUT_S = 120.0
+
+
+class L1RevertError(RuntimeError):
+    """A contract call the chain refused; `reason` is the contract's revert string."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _reason(exc: ContractLogicError) -> str:
+    text = exc.message or str(exc)
+    return text.removeprefix("execution reverted: ").removeprefix("execution reverted")
+
+
+class Sender:
+    """One account that sends transactions: a local key if given, else the node's unlocked one."""
+
+    def __init__(self, w3: Web3, *, key: bytes | None = None, address: str | None = None) -> None:
+        if (key is None) == (address is None):
+            raise ValueError("a Sender needs exactly one of key or address")
+        self.w3 = w3
+        self._key = key
+        self.address = Web3.to_checksum_address(
+            EthAccount.from_key(key).address if key is not None else str(address)
+        )
+
+    def _send(self, tx: TxParams) -> TxReceipt:
+        w3 = self.w3
+        try:
+            gas = w3.eth.estimate_gas(tx)
+        except ContractLogicError as exc:
+            raise L1RevertError(_reason(exc)) from exc
+        tx["gas"] = gas + gas // 5 + 10_000
+        if self._key is None:
+            tx_hash = w3.eth.send_transaction(tx)
+        else:
+            tx["nonce"] = w3.eth.get_transaction_count(self.address, "pending")
+            signed = EthAccount.sign_transaction(tx, self._key)
+            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(
+            tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=0.02
+        )
+        if receipt["status"] != 1:
+            raise L1RevertError(f"transaction {tx_hash.hex()} reverted on chain")
+        return receipt
+
+    def transact(self, call: ContractFunction) -> TxReceipt:
+        tx: TxParams = call.build_transaction({"from": self.address, "gas": 0})
+        del tx["gas"]
+        return self._send(tx)
+
+    def deploy(self, abi: list[dict[str, Any]], bytecode: bytes, *args: Any) -> str:
+        """Deploy a contract; returns its checksummed address."""
+        factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
+        tx: TxParams = factory.constructor(*args).build_transaction(
+            {"from": self.address, "gas": 0}
+        )
+        del tx["gas"]
+        address = self._send(tx)["contractAddress"]
+        assert address is not None
+        return str(address)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDeposit:
+    deposit_id: int
+    owner: bytes
+    subaccount: int
+    amount: int
+    sender: str
+    time: int
+    status: int  # 0 unknown, 1 pending, 2 consumed, 3 reclaimed
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedRequest:
+    request_id: int
+    owner: bytes
+    subaccount: int
+    amount: int
+    recipient: bytes
+    deadline: int
+
+
+def _addr(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def _checksum(address: bytes | str) -> str:
+    return Web3.to_checksum_address(address if isinstance(address, str) else "0x" + address.hex())
+
+
+class RollupClient:
+    """The rollup, its collateral token and its verifier, seen from one sender."""
+
+    def __init__(
+        self, w3: Web3, contracts: dict[str, tuple[str, list[dict[str, Any]]]], sender: Sender
+    ) -> None:
+        """`contracts` maps token, verifier and rollup to (address, abi), as deploy.py writes."""
+        self.w3 = w3
+        self.sender = sender
+        self._contracts = contracts
+        self.token: Contract = self._bind("token")
+        self.verifier: Contract = self._bind("verifier")
+        self.rollup: Contract = self._bind("rollup")
+
+    def _bind(self, name: str) -> Contract:
+        address, abi = self._contracts[name]
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+    def as_sender(self, sender: Sender) -> RollupClient:
+        """The same contracts, acting as someone else."""
+        return RollupClient(self.w3, self._contracts, sender)
+
+    def _tx(self, call: ContractFunction) -> TxReceipt:
+        return self.sender.transact(call)
+
+    def _event(self, receipt: TxReceipt, contract: Contract, name: str) -> EventData:
+        # Other contracts' logs (the token's Transfer) are not this event: skip them quietly.
+        events = contract.events[name]().process_receipt(receipt, errors=DISCARD)
+        if len(events) != 1:
+            raise RuntimeError(f"expected one {name} event, got {len(events)}")
+        event: EventData = events[0]
+        return event
+
+    # ------------------------------------------------------------------ views
+
+    def state_root(self) -> bytes:
+        return bytes(self.rollup.functions.state_root().call())
+
+    def accounts_root(self) -> bytes:
+        return bytes(self.rollup.functions.accounts_root().call())
+
+    def next_batch_id(self) -> int:
+        return int(self.rollup.functions.next_batch_id().call())
+
+    def claimable(self, address: bytes | str) -> int:
+        return int(self.rollup.functions.claimable(_checksum(address)).call())
+
+    def balance(self, address: bytes | str) -> int:
+        return int(self.token.functions.balanceOf(_checksum(address)).call())
+
+    def frozen(self) -> bool:
+        return bool(self.rollup.functions.frozen().call())
+
+    def paused(self) -> bool:
+        return bool(self.rollup.functions.paused().call())
+
+    def pending_deposit(self, deposit_id: int) -> PendingDeposit:
+        owner, subaccount, amount, sender, time, status = self.rollup.functions.deposits(
+            deposit_id
+        ).call()
+        return PendingDeposit(deposit_id, _addr(owner), subaccount, amount, sender, time, status)
+
+    def forced_request(self, request_id: int) -> ForcedRequest:
+        owner, subaccount, amount, recipient, deadline = self.rollup.functions.forced_requests(
+            request_id
+        ).call()
+        return ForcedRequest(
+            request_id, _addr(owner), subaccount, amount, _addr(recipient), deadline
+        )
+
+    # ------------------------------------------------------------------ token
+
+    def faucet(self, amount: int) -> TxReceipt:
+        return self._tx(self.token.functions.faucet(amount))
+
+    def approve(self, amount: int) -> TxReceipt:
+        return self._tx(self.token.functions.approve(self.rollup.address, amount))
+
+    # ------------------------------------------------------------------ rollup
+
+    def deposit(self, owner: bytes | str, subaccount: int, amount: int) -> tuple[int, TxReceipt]:
+        """Deposit (approving first when the allowance is short); returns the deposit id."""
+        allowance = self.token.functions.allowance(self.sender.address, self.rollup.address).call()
+        if allowance < amount:
+            self.approve(2**256 - 1)
+        receipt = self._tx(self.rollup.functions.deposit(_checksum(owner), subaccount, amount))
+        return int(self._event(receipt, self.rollup, "Deposited")["args"]["deposit_id"]), receipt
+
+    def reclaim_deposit(self, deposit_id: int) -> TxReceipt:
+        return self._tx(self.rollup.functions.reclaim_deposit(deposit_id))
+
+    def update_state(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
+        data = public_inputs.encode() if isinstance(public_inputs, PublicInputs) else public_inputs
+        return self._tx(self.rollup.functions.update_state(data, proof))
+
+    def register_fact(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
+        """Register keccak(pi_hash || keccak(proof)); only after the Python verifier accepted it."""
+        data = public_inputs.encode() if isinstance(public_inputs, PublicInputs) else public_inputs
+        return self._tx(self.verifier.functions.register(keccak(data), keccak(proof)))
+
+    def claim(self) -> tuple[int, TxReceipt]:
+        receipt = self._tx(self.rollup.functions.claim())
+        return int(self._event(receipt, self.rollup, "Claimed")["args"]["amount"]), receipt
+
+    def forced_withdrawal_request(
+        self, subaccount: int, amount: int, recipient: bytes | str | None = None
+    ) -> tuple[int, TxReceipt]:
+        to = self.sender.address if recipient is None else _checksum(recipient)
+        receipt = self._tx(self.rollup.functions.forced_withdrawal_request(subaccount, amount, to))
+        event = self._event(receipt, self.rollup, "ForcedWithdrawalRequested")
+        return int(event["args"]["request_id"]), receipt
+
+    def freeze(self, request_id: int) -> TxReceipt:
+        return self._tx(self.rollup.functions.freeze(request_id))
+
+    def escape(
+        self, account_id: int, leaf: bytes, siblings: Sequence[bytes]
+    ) -> tuple[int, TxReceipt]:
+        """Escape with the leaf and path of `ExchangeState.account_proof`; returns the payout."""
+        receipt = self._tx(self.rollup.functions.escape(account_id, leaf, list(siblings)))
+        return int(self._event(receipt, self.rollup, "Escaped")["args"]["amount"]), receipt
+
+    # ------------------------------------------------------------------ governance
+
+    def set_operator(self, operator: bytes | str, allowed: bool) -> TxReceipt:
+        return self._tx(self.rollup.functions.set_operator(_checksum(operator), allowed))
+
+    def set_paused(self, paused: bool) -> TxReceipt:
+        return self._tx(self.rollup.functions.set_paused(paused))
+
+    def set_verifier(self, verifier: bytes | str) -> TxReceipt:
+        return self._tx(self.rollup.functions.set_verifier(_checksum(verifier)))
+
+    # ------------------------------------------------------------------ events
+
+    def events(
+        self, name: str, from_block: int = 0, to_block: int | str = "latest"
+    ) -> list[EventData]:
+        """The rollup's `name` events in a block range (what the bridge's watcher polls)."""
+        logs = self.rollup.events[name]().get_logs(from_block=from_block, to_block=to_block)
+        return list(logs)
+
+    def deposits_since(self, from_block: int = 0) -> list[PendingDeposit]:
+        return [
+            self.pending_deposit(int(e["args"]["deposit_id"]))
+            for e in self.events("Deposited", from_block)
+        ]
+
+    def forced_requests_since(self, from_block: int = 0) -> list[ForcedRequest]:
+        return [
+            self.forced_request(int(e["args"]["request_id"]))
+            for e in self.events("ForcedWithdrawalRequested", from_block)
+        ]

@@ -1,0 +1,163 @@
+"""One command deploys the L1 side: compile, deploy token + verifier + rollup, write the file.
+
+The file (default `.perpnet/l1.json`) holds the chain id, the addresses, the
+ABIs and each contract's source hash, and is what every service reads to
+reach L1. Deploying is idempotent: if the file names this chain, code is
+present at every address and the source hashes equal the tree's, the file is
+reused as it is; anything else (a fresh anvil, an edited contract) deploys anew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from perpnet.core.markets import DEFAULT_MARKETS, Market
+from perpnet.core.state import ExchangeState
+from perpnet.l1.client import RollupClient, Sender
+from perpnet.l1.compile import Artifact, compile_all
+
+DEFAULT_PATH = Path(".perpnet/l1.json")
+# Testnet defaults: seconds, not StarkEx's 7 days and 2 days, so drills finish.
+TESTNET_GRACE_PERIOD_S = 120
+TESTNET_RECLAIM_DELAY_S = 300
+# (name in the file, compiled contract)
+CONTRACTS = (("token", "collateral_token"), ("verifier", "fact_registry"), ("rollup", "rollup"))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    rpc_url: str
+    block: int  # where the watcher starts
+    governance: str
+    operator: str
+    registrar: str
+    grace_period: int
+    deposit_reclaim_delay: int
+    genesis_root: str
+    addresses: dict[str, str]
+    abis: dict[str, list[dict[str, Any]]]
+    source_hashes: dict[str, str]
+
+    def contracts(self) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        return {name: (self.addresses[name], self.abis[name]) for name in self.addresses}
+
+    def client(self, w3: Web3, sender: Sender) -> RollupClient:
+        return RollupClient(w3, self.contracts(), sender)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        return cls(**json.loads(path.read_text()))
+
+
+def genesis(state: ExchangeState) -> tuple[bytes, bytes, bytes]:
+    """(accounts root, orders root, globals) of a state: the rollup's starting point."""
+    state.root()
+    return state.account_tree.root(), state.order_tree.root(), state.globals_bytes()
+
+
+def _market_params(markets: tuple[Market, ...]) -> list[tuple[int, int, int]]:
+    return [(m.market_id, m.step_size, m.atomic_resolution) for m in markets]
+
+
+def _reusable(w3: Web3, path: Path, artifacts: dict[str, Artifact]) -> Deployment | None:
+    if not path.exists():
+        return None
+    try:
+        found = Deployment.load(path)
+    except (ValueError, TypeError, KeyError):
+        return None
+    if found.chain_id != w3.eth.chain_id:
+        return None
+    for name, contract in CONTRACTS:
+        if found.source_hashes.get(name) != artifacts[contract].source_hash:
+            return None
+        if not w3.eth.get_code(Web3.to_checksum_address(found.addresses[name])):
+            return None
+    return found
+
+
+def deploy(
+    w3: Web3,
+    deployer: Sender,
+    *,
+    path: Path | None = DEFAULT_PATH,
+    operator: str | None = None,
+    registrar: str | None = None,
+    grace_period: int = TESTNET_GRACE_PERIOD_S,
+    deposit_reclaim_delay: int = TESTNET_RECLAIM_DELAY_S,
+    markets: tuple[Market, ...] = DEFAULT_MARKETS,
+    state: ExchangeState | None = None,
+    rpc_url: str = "",
+    force: bool = False,
+) -> Deployment:
+    """Deploy (or reuse) the contracts; the deployer is governance, and by default operator
+    and fact registrar too. `state` is the L2 genesis (a fresh ExchangeState by default)."""
+    artifacts = compile_all()
+    if path is not None and not force:
+        found = _reusable(w3, path, artifacts)
+        if found is not None:
+            return found
+    governance = deployer.address
+    operator = Web3.to_checksum_address(operator or governance)
+    registrar = Web3.to_checksum_address(registrar or governance)
+    state = state or ExchangeState()
+    accounts_root, orders_root, globals_ = genesis(state)
+
+    def create(contract: str, *args: Any) -> str:
+        artifact = artifacts[contract]
+        return deployer.deploy(artifact.abi, artifact.bytecode, *args)
+
+    block = w3.eth.block_number
+    token = create("collateral_token", governance)
+    verifier = create("fact_registry", governance, registrar)
+    rollup = create(
+        "rollup",
+        token,
+        verifier,
+        governance,
+        operator,
+        grace_period,
+        deposit_reclaim_delay,
+        _market_params(markets),
+        accounts_root,
+        orders_root,
+        globals_,
+    )
+    addresses = {"token": token, "verifier": verifier, "rollup": rollup}
+    root = bytes(
+        w3.eth.contract(address=Web3.to_checksum_address(rollup), abi=artifacts["rollup"].abi)
+        .functions.state_root()
+        .call()
+    )
+    if root != state.root():
+        raise RuntimeError("the rollup's genesis root differs from the L2 state's")
+    deployment = Deployment(
+        chain_id=w3.eth.chain_id,
+        rpc_url=rpc_url,
+        block=block,
+        governance=governance,
+        operator=operator,
+        registrar=registrar,
+        grace_period=grace_period,
+        deposit_reclaim_delay=deposit_reclaim_delay,
+        genesis_root=root.hex(),
+        addresses=addresses,
+        abis={name: artifacts[contract].abi for name, contract in CONTRACTS},
+        source_hashes={name: artifacts[contract].source_hash for name, contract in CONTRACTS},
+    )
+    if path is not None:
+        deployment.write(path)
+    return deployment
