@@ -116,21 +116,18 @@ class Order:
 
     def validate(self, market: Market) -> None:
         """Static checks that need no state: sizes on step, prices on tick, sane flags."""
-        require(market.market_id == self.market_id, ErrorCode.UNKNOWN_MARKET, "wrong market")
+        # hot path (every order): plain ifs, messages built only when refusing
+        if market.market_id != self.market_id:
+            raise CoreError(ErrorCode.UNKNOWN_MARKET, "wrong market")
         market.check_order_size(self.size)
         market.check_price(self.price)
-        if self.is_conditional:
+        kind = self.kind
+        if kind in CONDITIONAL_KINDS:
             market.check_price(self.trigger_price)
-        else:
-            require(
-                self.trigger_price == 0, ErrorCode.INVALID_FIELD, "trigger price on a plain order"
-            )
-        if self.is_market:
-            require(
-                self.tif in (TimeInForce.IOC, TimeInForce.FOK),
-                ErrorCode.INVALID_FIELD,
-                "market orders are IOC or FOK",
-            )
+        elif self.trigger_price:
+            raise CoreError(ErrorCode.INVALID_FIELD, "trigger price on a plain order")
+        if kind in MARKET_KINDS and self.tif not in (TimeInForce.IOC, TimeInForce.FOK):
+            raise CoreError(ErrorCode.INVALID_FIELD, "market orders are IOC or FOK")
 
     def triggered_by(self, oracle_price: int) -> bool:
         """Stops fire as price moves against the position, take-profits as it moves for it."""

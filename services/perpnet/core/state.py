@@ -291,11 +291,8 @@ class ExchangeState:
         sequencer, at admission) has already done; every other rule holds.
         """
         ts = tx.timestamp_ms
-        require(
-            self.clock_ms <= ts <= MAX_TIMESTAMP_MS,
-            ErrorCode.CLOCK,
-            f"timestamp {ts} before the state clock {self.clock_ms}",
-        )
+        if not self.clock_ms <= ts <= MAX_TIMESTAMP_MS:
+            raise CoreError(ErrorCode.CLOCK, f"timestamp {ts} outside [{self.clock_ms}, 2**63)")
         verify = not authenticated
         self.last_touched = []
         events: tuple[Event, ...]
@@ -374,17 +371,13 @@ class ExchangeState:
         flipped = old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0)
         increasing = abs(new_size) > abs(old_size) or flipped
         r = self.risk(account)
-        if increasing:
-            require(
-                r.value >= r.initial,
+        needed, what = (
+            (r.initial, "initial margin") if increasing else (r.maintenance, "maintenance")
+        )
+        if r.value < needed:
+            raise CoreError(
                 ErrorCode.INSUFFICIENT_MARGIN,
-                f"account {account.account_id}: value {r.value} below initial margin {r.initial}",
-            )
-        else:
-            require(
-                r.value >= r.maintenance,
-                ErrorCode.INSUFFICIENT_MARGIN,
-                f"account {account.account_id}: value {r.value} below maintenance {r.maintenance}",
+                f"account {account.account_id}: value {r.value} below {what} {needed}",
             )
 
     def _check_order(
