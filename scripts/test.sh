@@ -37,5 +37,8 @@ if [ ! -x .tools/node_modules/.bin/anvil ]; then
   npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @foundry-rs/anvil@1.7.1
 fi
 
+# redis-server for the runtime tests (each test run starts its own on a free loopback port)
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+
 # ruff and mypy run inside the suite (tests/test_static.py)
 .venv/bin/pytest -n "$(nproc 2>/dev/null || echo 2)" "$@"
