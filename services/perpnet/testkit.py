@@ -31,14 +31,24 @@ def trader(name: str) -> PrivateKey:
 
 
 def config(
-    markets: MarketSet | None = None, quorum: int = 2, funding_interval_ms: int = 60_000
+    markets: MarketSet | None = None,
+    quorum: int = 2,
+    funding_interval_ms: int = 60_000,
+    price_age_ms: int = 120_000,
 ) -> ExchangeConfig:
+    """A scenario configuration: funding every interval, each tick up to the full clamp.
+
+    Prices stay fresh for 120 s (30 s by default in ExchangeConfig) so that a
+    scenario can run a funding tick a minute after its last price tick.
+    """
     return ExchangeConfig(
         markets=markets or MarketSet(),
         domain=Domain(),
         oracle_signers=frozenset(k.address for k in ORACLE_KEYS),
         oracle_quorum=quorum,
+        max_price_age_ms=price_age_ms,
         min_funding_interval_ms=funding_interval_ms,
+        funding_period_ms=max(1, funding_interval_ms),
     )
 
 

@@ -213,9 +213,9 @@ def test_takeover_in_thirds_rounds_by_one_quantum(desk: Desk) -> None:
         (event,) = state.apply(Liquidate(desk.tick(), 2, BTC, 10**8, 0, None))
         assert isinstance(event, Liquidated)
         receipts.append(event.receipt)
-    # thirds of 39.7: floor(39,700,000 / 3) = 13,233,333 -> 480 - 13.233333 = 466.766667;
-    # then half of 26,466,667 -> 13,233,333 again; the last third keeps 13,233,334
-    assert receipts == [466_766_667, 466_766_667, 466_766_666]
+    # shares round against the account: ceil(39,700,000 / 3) = 13,233,334 -> 480 - 13.233334
+    # = 466.766666; then half of 26,466,666 -> 13,233,333 twice
+    assert receipts == [466_766_666, 466_766_667, 466_766_667]
     assert sum(receipts) == 1_400_300_000
     assert state.account(2).collateral == 0
     assert state.risk(state.account(INSURANCE_FUND_ID)) == Risk(39_700_000, 72 * USD, 43_200_000)
@@ -234,14 +234,14 @@ def test_bankruptcy_share_follows_maintenance_across_markets(desk: Desk) -> None
     # collateral 300 - 2,000 - 2,000 - 0.4 - 0.4 = -3,700.8; value -3,700.8 + 1,840 + 1,950
     assert state.risk(state.account(2)) == Risk(89_200_000, 189_500_000, 113_700_000)
     (event,) = state.apply(Liquidate(desk.tick(), 2, BTC, 4 * 10**8, 0, None))
-    # BTC keeps 89.2 × 55.2 / 113.7 = 43.305540.. -> 43,305,540; receipt 1,840 - that
+    # BTC keeps 89.2 × 55.2 / 113.7 = 43.305540.., rounded up (against the account)
     assert isinstance(event, Liquidated)
-    assert event.receipt == 1_840 * USD - 43_305_540
-    # ETH keeps the rest: 89.2 - 43.30554 = 45.89446, against maintenance 58.5
-    assert state.risk(state.account(2)) == Risk(45_894_460, 97_500_000, 58_500_000)
+    assert event.receipt == 1_840 * USD - 43_305_541
+    # ETH keeps the rest: 89.2 - 43.305541 = 45.894459, against maintenance 58.5
+    assert state.risk(state.account(2)) == Risk(45_894_459, 97_500_000, 58_500_000)
     (event,) = state.apply(Liquidate(desk.tick(), 2, ETH, 10**9, 0, None))
     assert isinstance(event, Liquidated)
-    assert event.receipt == 1_950 * USD - 45_894_460
+    assert event.receipt == 1_950 * USD - 45_894_459
     assert state.account(2).collateral == 0
     assert state.risk(state.account(INSURANCE_FUND_ID)).value == 89_200_000
 
@@ -307,10 +307,10 @@ def test_deleverage_refused_when_the_fund_can_cover(desk: Desk, reject) -> None:
 def test_liquidation_needs_a_fresh_oracle(desk: Desk, reject) -> None:
     state = long_btc(desk)
     state.apply(desk.price(BTC, 46_000 * USD))
-    price_time = state.price_times[BTC]
-    ok = Liquidate(price_time + 30_000, 2, BTC, TENTH_BTC, 0, None)
-    stale = Liquidate(price_time + 30_001, 2, BTC, TENTH_BTC, 0, None)
+    limit = state.price_times[BTC] + desk.config.max_price_age_ms
+    ok = Liquidate(limit, 2, BTC, TENTH_BTC, 0, None)
+    stale = Liquidate(limit + 1, 2, BTC, TENTH_BTC, 0, None)
     reject(state, stale, ErrorCode.ORACLE_STALE)
-    reject(state, Deleverage(price_time + 30_001, 2, 3, BTC, TENTH_BTC), ErrorCode.ORACLE_STALE)
+    reject(state, Deleverage(limit + 1, 2, 3, BTC, TENTH_BTC), ErrorCode.ORACLE_STALE)
     state.apply(ok)
     assert state.account(2).size(BTC) == TENTH_BTC

@@ -234,7 +234,9 @@ def test_funding_index_deltas_by_hand(desk: Desk, reject) -> None:
         FundingApplied(SOL, 1_500, 1_500),
     )
     # -33,333 × 5e10 × 1e6 / 1e19 = -166.665 truncates toward zero to -166
+    state.apply(desk.price(BTC, P50K))  # funding needs a fresh price
     assert state.apply(desk.funding((BTC, -33_333))) == (FundingApplied(BTC, -166, 334),)
+    state.apply(desk.price(ETH, 2_000 * USD))
     assert state.apply(desk.funding((ETH, -12_345))) == (FundingApplied(ETH, -24, 0),)
     assert state.funding_index == {BTC: 334, ETH: 0, SOL: 1_500}
 
@@ -264,6 +266,7 @@ def test_funding_payments_are_lazy_and_zero_sum(desk: Desk) -> None:
     # bob's trade settled his funding first: +0.05 USD, then the trade
     assert state.account(3).positions[BTC].funding_index == 500
     assert state.account(3).collateral == bob_before + 50_000 - 1_000 * USD - 500_000
+    state.apply(desk.price(BTC, P50K))  # funding needs a fresh price
     state.apply(desk.funding((BTC, -200_000)))  # 2e5 × 5e10 × 1e6 / 1e19 = -1,000 per lot
     assert conserved() == 3_000 * USD
     # alice: 100 lots × (-500) = +0.05 USD net; settle it with a withdrawal of 1 USD
@@ -354,13 +357,14 @@ def test_oracle_quorum_and_signers(desk: Desk, reject) -> None:
 def test_oracle_staleness_window(desk: Desk, reject) -> None:
     state = desk.state()
     k0, k1, _ = ORACLE_KEYS
-    ts = desk.tick(100_000)
-    stale = observations(desk, BTC, ts, (k0, P50K, 0), (k1, P50K, 30_001))
+    age = desk.config.max_price_age_ms
+    ts = desk.tick(1_000_000)
+    stale = observations(desk, BTC, ts, (k0, P50K, 0), (k1, P50K, age + 1))
     reject(state, OraclePriceTick(ts, BTC, P50K, stale), ErrorCode.ORACLE_STALE)
     future = observations(desk, BTC, ts, (k0, P50K, 0), (k1, P50K, -1))
     reject(state, OraclePriceTick(ts, BTC, P50K, future), ErrorCode.ORACLE_STALE)
-    edge = observations(desk, BTC, ts, (k0, P50K, 30_000), (k1, P50K, 0))
-    state.apply(OraclePriceTick(ts, BTC, P50K, edge))  # exactly 30 s old is still fresh
+    edge = observations(desk, BTC, ts, (k0, P50K, age), (k1, P50K, 0))
+    state.apply(OraclePriceTick(ts, BTC, P50K, edge))  # exactly the age limit is still fresh
     assert state.prices[BTC] == P50K
 
 

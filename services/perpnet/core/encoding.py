@@ -96,6 +96,12 @@ _ORDER_SCHEMA = (
     ("nonce", "u64"),
     ("expiry_ms", "u64"),
 )
+_PRICE_SCHEMA = (
+    ("signer", "addr"),
+    ("price", "u128"),
+    ("timestamp_ms", "u64"),
+    ("signature", "sig"),
+)
 _ENUMS: dict[str, Any] = {"kind": OrderKind, "tif": TimeInForce, "stp": SelfTrade}
 
 _SCHEMAS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -141,10 +147,7 @@ def _write(w: Writer, kind: str, value: Any) -> None:
     elif kind == "prices":
         w.int("u8", len(value))
         for p in value:
-            w.raw("addr", p.signer)
-            w.int("u128", p.price)
-            w.int("u64", p.timestamp_ms)
-            w.raw("sig", p.signature)
+            _write_fields(w, _PRICE_SCHEMA, p)
     elif kind == "rates":
         w.int("u8", len(value))
         for market_id, rate in value:
@@ -182,8 +185,7 @@ def _read(r: Reader, kind: str, domain: Domain) -> Any:
         return _read(r, "order", domain) if _read(r, "bool", domain) else None
     if kind == "prices":
         return tuple(
-            SignedPrice(r.raw("addr"), r.int("u128"), r.int("u64"), r.raw("sig"))
-            for _ in range(r.int("u8"))
+            SignedPrice(**_read_fields(r, _PRICE_SCHEMA, domain)) for _ in range(r.int("u8"))
         )
     if kind == "rates":
         return tuple((r.int("u16"), r.int("i64")) for _ in range(r.int("u8")))
@@ -251,3 +253,81 @@ def decode_account(account_id: int, data: bytes) -> Account:
         account.positions[market_id] = Position(r.int("i128"), r.int("i128"), r.int("i128"))
     r.done()
     return account
+
+
+_RANGES = {
+    kind: ((-(1 << (8 * n - 1)), 1 << (8 * n - 1)) if kind[0] == "i" else (0, 1 << (8 * n)))
+    for kind, n in _WIDTHS.items()
+}
+
+
+def _check_value(value: Any, kind: str, name: str) -> None:
+    if kind in _RANGES:
+        low, high = _RANGES[kind]
+        if type(value) is not int or not low <= value < high:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be an integer in {kind}")
+    elif kind in _BYTES:
+        if type(value) is not bytes or len(value) != _BYTES[kind]:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be {_BYTES[kind]} bytes")
+    elif kind == "bool":
+        if type(value) is not bool:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a bool")
+    elif kind.startswith("enum:"):
+        if type(value) is not _ENUMS[kind[5:]]:
+            raise CoreError(
+                ErrorCode.INVALID_FIELD, f"{name} must be a {_ENUMS[kind[5:]].__name__}"
+            )
+    elif kind == "order":
+        if type(value) is not SignedOrder:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a signed order")
+        if type(value.order) is not Order:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must carry an Order")
+        _check_all(value.order, _ORDER_SCHEMA)
+        _check_value(value.signature, "sig", f"{name}.signature")
+        _check_value(value.hash, "b32", f"{name}.hash")
+    elif kind == "order?":
+        if value is not None:
+            _check_value(value, "order", name)
+    elif kind == "prices":
+        if type(value) is not tuple or len(value) > 255:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a tuple of at most 255")
+        for p in value:
+            if type(p) is not SignedPrice:
+                raise CoreError(ErrorCode.INVALID_FIELD, f"{name} holds signed prices")
+            _check_all(p, _PRICE_SCHEMA)
+    elif kind == "rates":
+        if type(value) is not tuple or len(value) > 255:
+            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a tuple of at most 255")
+        for rate in value:
+            if type(rate) is not tuple or len(rate) != 2:
+                raise CoreError(ErrorCode.INVALID_FIELD, f"{name} holds (market, rate) pairs")
+            _check_value(rate[0], "u16", f"{name} market")
+            _check_value(rate[1], "i64", f"{name} rate")
+    else:  # pragma: no cover - schema typo
+        raise AssertionError(kind)
+
+
+_PRICE_SCHEMA = (
+    ("signer", "addr"),
+    ("price", "u128"),
+    ("timestamp_ms", "u64"),
+    ("signature", "sig"),
+)
+
+
+def _check_all(obj: object, schema: tuple[tuple[str, str], ...]) -> None:
+    for name, kind in schema:
+        _check_value(getattr(obj, name), kind, name)
+
+
+def check_fields(tx: object) -> None:
+    """Exact types and ranges of every field, as its encoding requires, without encoding.
+
+    The state machine calls this first, so a transaction built in Python from
+    untrusted input (not decoded from the log) can neither carry a float nor
+    a value its leaf or log encoding could not hold.
+    """
+    schema = _SCHEMAS.get(type(tx))
+    if schema is None:
+        raise CoreError(ErrorCode.INVALID_FIELD, f"not a transaction: {type(tx).__name__}")
+    _check_all(tx, schema)

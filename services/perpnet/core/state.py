@@ -23,7 +23,8 @@ from perpnet.core.accounts import (
     Position,
 )
 from perpnet.core.crypto import keccak
-from perpnet.core.encoding import Writer, encode_account
+from perpnet.core.deleverage import ranking
+from perpnet.core.encoding import Writer, check_fields, encode_account
 from perpnet.core.errors import CoreError, ErrorCode, require
 from perpnet.core.events import (
     Deleveraged,
@@ -36,7 +37,7 @@ from perpnet.core.events import (
     WithdrawalEmitted,
 )
 from perpnet.core.markets import PPB, PPM, Market, MarketSet
-from perpnet.core.orders import MARKET_KINDS, SignedOrder, TimeInForce
+from perpnet.core.orders import MARKET_KINDS, Order, SignedOrder, TimeInForce
 from perpnet.core.smt import SparseMerkleTree
 from perpnet.core.txs import (
     Deleverage,
@@ -53,6 +54,8 @@ from perpnet.core.txs import (
 from perpnet.core.typed_data import Domain
 
 MAX_TIMESTAMP_MS = 2**63 - 1
+I128 = 1 << 127
+U128 = 1 << 128
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class ExchangeConfig:
     oracle_quorum: int = 1
     max_price_age_ms: int = 30_000
     min_funding_interval_ms: int = 60_000
+    funding_period_ms: int = 3_600_000  # a market's max funding rate is per this period
     tree_depth: int = 32
 
     def __post_init__(self) -> None:
@@ -74,6 +78,7 @@ class ExchangeConfig:
         )
         require(self.max_price_age_ms > 0, ErrorCode.INVALID_FIELD, "price age must be positive")
         require(self.min_funding_interval_ms >= 0, ErrorCode.INVALID_FIELD, "negative interval")
+        require(self.funding_period_ms > 0, ErrorCode.INVALID_FIELD, "funding period must be > 0")
         require(1 <= self.tree_depth <= 64, ErrorCode.INVALID_FIELD, "tree depth in [1, 64]")
 
 
@@ -141,6 +146,7 @@ class ExchangeState:
         self.total_deposited = 0
         self.total_withdrawn = 0
         self.order_fills: dict[bytes, list[int]] = {}  # hash -> [slot, filled]
+        self.order_bodies: dict[bytes, Order] = {}  # what each hash was first filled as
         self.account_tree = SparseMerkleTree(self.config.tree_depth)
         self.order_tree = SparseMerkleTree(self.config.tree_depth)
         self._dirty_accounts: set[int] = set()
@@ -245,8 +251,8 @@ class ExchangeState:
         batch = self._batch
         require(batch is not None, ErrorCode.INVALID_FIELD, "no batch open")
         assert batch is not None
-        self._batch = None
         new_root = self.root()
+        self._batch = None
         accounts = tuple(
             AccountDiff(i, old, encode_account(self.accounts[i]))
             for i, old in sorted(batch.accounts.items())
@@ -259,7 +265,19 @@ class ExchangeState:
             batch.old_root, new_root, batch.old_globals, self.globals_bytes(), accounts, orders
         )
 
+    def _check_representable(self, account: Account) -> None:
+        """Refuse, before committing, values that the leaf encoding or the tree cannot hold."""
+        if account.account_id >= 1 << self.config.tree_depth:
+            raise CoreError(ErrorCode.INVALID_FIELD, "the account tree is full")
+        values = [account.collateral]
+        for p in account.positions.values():
+            values += (p.size, p.funding_index, p.cost)
+        if any(not -I128 <= v < I128 for v in values) or account.nonce >= 1 << 64:
+            raise CoreError(ErrorCode.INVALID_FIELD, "a balance would leave the i128 range")
+
     def _commit(self, accounts: list[Account]) -> None:
+        for account in accounts:
+            self._check_representable(account)
         batch = self._batch
         for account in accounts:
             account_id = account.account_id
@@ -272,12 +290,14 @@ class ExchangeState:
             self._dirty_accounts.add(account_id)
             self.last_touched.append(account_id)
 
-    def _commit_fill(self, order_hash: bytes, size: int) -> None:
+    def _commit_fill(self, signed: SignedOrder, size: int) -> None:
+        order_hash = signed.hash
         entry = self.order_fills.get(order_hash)
         if self._batch is not None and order_hash not in self._batch.orders:
             self._batch.orders[order_hash] = 0 if entry is None else entry[1]
         if entry is None:
             self.order_fills[order_hash] = [len(self.order_fills), size]
+            self.order_bodies[order_hash] = signed.order
         else:
             entry[1] += size
         self._dirty_orders.add(order_hash)
@@ -290,6 +310,7 @@ class ExchangeState:
         `authenticated=True` skips signature checks that a caller (the
         sequencer, at admission) has already done; every other rule holds.
         """
+        check_fields(tx)
         ts = tx.timestamp_ms
         if not self.clock_ms <= ts <= MAX_TIMESTAMP_MS:
             raise CoreError(ErrorCode.CLOCK, f"timestamp {ts} outside [{self.clock_ms}, 2**63)")
@@ -359,7 +380,7 @@ class ExchangeState:
             position.cost = _trunc_div(paid * abs(new), abs(delta))
         position.size = new
 
-    def _check_after_trade(self, account: Account, market_id: int, old_size: int) -> None:
+    def _check_after_trade(self, account: Account, market_id: int, old_size: int, ts: int) -> None:
         """Risk-increasing fills need initial margin; reducing ones keep maintenance."""
         if account.is_isolated:
             require(
@@ -370,7 +391,7 @@ class ExchangeState:
         new_size = account.size(market_id)
         flipped = old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0)
         increasing = abs(new_size) > abs(old_size) or flipped
-        r = self.risk(account)
+        r = self._fresh_risk(account, ts)
         needed, what = (
             (r.initial, "initial margin") if increasing else (r.maintenance, "maintenance")
         )
@@ -391,10 +412,22 @@ class ExchangeState:
         order.validate(market)
         require(ts <= order.expiry_ms, ErrorCode.EXPIRED, "order expired")
         entry = self.order_fills.get(signed.hash)
-        filled = 0 if entry is None else entry[1]
+        if entry is None:
+            # first fill: the hash must be this body's digest in this domain, signed by its owner
+            # (with authenticated=True the sequencer has checked both at admission)
+            if verify:
+                if order.digest(self.config.domain) != signed.hash:
+                    raise CoreError(ErrorCode.BAD_SIGNATURE, "order hash does not match its fields")
+                signed.verify()
+            if len(self.order_fills) + 2 > 1 << self.config.tree_depth:  # room for a pair
+                raise CoreError(ErrorCode.INVALID_FIELD, "the order tree is full")
+            filled = 0
+        else:
+            # later fills: the hash is bound to the body first filled under it
+            if self.order_bodies[signed.hash] != order:
+                raise CoreError(ErrorCode.BAD_SIGNATURE, "order differs from the one of this hash")
+            filled = entry[1]
         require(filled + size <= order.size, ErrorCode.OVERFILL, "fill exceeds the order's size")
-        if entry is None and verify:
-            signed.verify()
         return filled
 
     @staticmethod
@@ -408,13 +441,17 @@ class ExchangeState:
         return _ceil_div(quote * ppm, PPM)
 
     def _oracle_price(self, market_id: int, ts: int) -> int:
+        """The price in force, refused when older than the configured age."""
         price = margin.price_of(self.prices, market_id)
-        require(
-            ts - self.price_times[market_id] <= self.config.max_price_age_ms,
-            ErrorCode.ORACLE_STALE,
-            f"oracle price of market {market_id} is stale",
-        )
+        if ts - self.price_times[market_id] > self.config.max_price_age_ms:
+            raise CoreError(ErrorCode.ORACLE_STALE, f"oracle price of market {market_id} is stale")
         return price
+
+    def _fresh_risk(self, account: Account, ts: int) -> margin.Risk:
+        """Risk at prices no older than the limit: no margin decision rests on a stale mark."""
+        for market_id in account.positions:
+            self._oracle_price(market_id, ts)
+        return self.risk(account)
 
     # ------------------------------------------------------------- handlers
 
@@ -430,6 +467,11 @@ class ExchangeState:
             ErrorCode.INVALID_FIELD,
             "the zero address takes deposits only into the insurance fund (subaccount 0)",
         )
+        require(
+            self.total_deposited + tx.amount < U128,
+            ErrorCode.INVALID_FIELD,
+            "deposit total overflows",
+        )
         account = self._new_or_clone(tx.owner, tx.subaccount)
         account.collateral += tx.amount
         self._commit([account])
@@ -437,10 +479,10 @@ class ExchangeState:
         self.total_deposited += tx.amount
         return (DepositCredited(tx.deposit_id, account.account_id, tx.amount),)
 
-    def _spend(self, account: Account, amount: int, what: str) -> None:
+    def _spend(self, account: Account, amount: int, what: str, ts: int) -> None:
         account.collateral -= amount
         require(
-            self.risk(account).free_collateral >= 0,
+            self._fresh_risk(account, ts).free_collateral >= 0,
             ErrorCode.INSUFFICIENT_COLLATERAL,
             f"{what} of {amount} exceeds free collateral",
         )
@@ -459,7 +501,7 @@ class ExchangeState:
         if verify:
             tx.verify(self.config.domain)
         account.nonce += 1
-        self._spend(account, tx.amount, "withdrawal")
+        self._spend(account, tx.amount, "withdrawal", tx.timestamp_ms)
         self._commit([account])
         self.total_withdrawn += tx.amount
         return (WithdrawalEmitted(account.account_id, tx.recipient, tx.amount, None),)
@@ -475,7 +517,7 @@ class ExchangeState:
         if verify:
             tx.verify(self.config.domain)
         sender.nonce += 1
-        self._spend(sender, tx.amount, "transfer")
+        self._spend(sender, tx.amount, "transfer", tx.timestamp_ms)
         receiver.collateral += tx.amount
         self._commit([sender, receiver])
         return ()
@@ -520,13 +562,13 @@ class ExchangeState:
         self._change_position(b, m, -sign * size, -sign * quote)
         a.collateral -= maker_fee
         b.collateral -= taker_fee
-        self._check_after_trade(a, m, a_old)
-        self._check_after_trade(b, m, b_old)
+        self._check_after_trade(a, m, a_old, ts)
+        self._check_after_trade(b, m, b_old, ts)
         fees = self.account(FEE_POOL_ID).clone()
         fees.collateral += maker_fee + taker_fee
         self._commit([a, b, fees])
-        self._commit_fill(maker.hash, size)
-        self._commit_fill(taker.hash, size)
+        self._commit_fill(maker, size)
+        self._commit_fill(taker, size)
         return (
             Filled(
                 m, a.account_id, b.account_id, maker.order.is_buy, size, price, maker_fee, taker_fee
@@ -580,14 +622,15 @@ class ExchangeState:
         markets = [m for m, _ in tx.rates]
         require(len(set(markets)) == len(markets), ErrorCode.INVALID_FIELD, "market repeated")
         deltas: list[tuple[int, int]] = []
+        period = self.config.funding_period_ms
+        elapsed = period if self.last_funding_ms < 0 else tx.timestamp_ms - self.last_funding_ms
         for market_id, rate in tx.rates:
             market = self.markets.get(market_id)
-            require(
-                abs(rate) <= market.max_funding_rate_ppb,
-                ErrorCode.FUNDING_CLAMP,
-                "funding rate above the clamp",
-            )
-            price = margin.price_of(self.prices, market_id)
+            # the clamp is per funding period: frequent ticks each move a share of it
+            limit = market.max_funding_rate_ppb * min(elapsed, period) // period
+            if abs(rate) > limit:
+                raise CoreError(ErrorCode.FUNDING_CLAMP, f"|rate| {abs(rate)} above {limit} ppb")
+            price = self._oracle_price(market_id, tx.timestamp_ms)
             deltas.append(
                 (market_id, _trunc_div(rate * price * market.step_size, market.size_scale * PPB))
             )
@@ -604,16 +647,17 @@ class ExchangeState:
         account at bankruptcy prices leaves it at zero.
         """
         m = market.market_id
+        held = account.size(m)
+        if abs(delta) == abs(held) and len(account.positions) == 1:
+            return -account.collateral  # closing everything leaves exactly zero
         r = self.risk(account)
         price = self.prices[m]
-        held = account.size(m)
         part = market.requirement(market.value(held, price), False) * abs(delta)
-        share = (
-            r.value * part // (r.maintenance * abs(held))
-            if r.maintenance
-            else r.value * abs(delta) // abs(held)
-        )
-        return -share - market.value(delta, price)
+        whole = r.maintenance * abs(held)
+        if not whole:
+            part, whole = abs(delta), abs(held)
+        share = _ceil_div(r.value * part, whole)  # rounded against the account
+        return (-share * market.size_scale - delta * price) // market.size_scale
 
     def _closing_delta(self, account: Account, market_id: int, size: int) -> int:
         held = account.size(market_id)
@@ -641,15 +685,22 @@ class ExchangeState:
         m = market.market_id
         oracle = self._oracle_price(m, tx.timestamp_ms)
         account = self._settled_clone(tx.account_id)
+        # the insurance fund closes what it took over against resting orders, at any time
+        fund_inventory = account.account_id == INSURANCE_FUND_ID
         require(
-            not account.is_system,
+            fund_inventory or not account.is_system,
             ErrorCode.NOT_LIQUIDATABLE,
-            "protocol accounts are not liquidated",
+            "the fee pool is not liquidated",
         )
         require(
-            self.risk(account).liquidatable,
+            fund_inventory or self.risk(account).liquidatable,
             ErrorCode.NOT_LIQUIDATABLE,
             "account is above maintenance",
+        )
+        require(
+            not fund_inventory or tx.maker is not None,
+            ErrorCode.NOT_LIQUIDATABLE,
+            "the insurance fund closes its positions against resting orders",
         )
         delta = self._closing_delta(account, m, tx.size)
         bankrupt = self._bankruptcy_receipt(account, market, delta)
@@ -693,7 +744,11 @@ class ExchangeState:
                 )
             quote = market.quote(tx.size, tx.price)
             receipt = quote if delta < 0 else -quote
-            require(receipt >= bankrupt, ErrorCode.PRICE_LIMIT, "worse than the bankruptcy price")
+            require(
+                fund_inventory or receipt >= bankrupt,
+                ErrorCode.PRICE_LIMIT,
+                "worse than the bankruptcy price",
+            )
             counterparty = self._user_clone(maker.order.owner, maker.order.subaccount)
             require(
                 counterparty.account_id != account.account_id,
@@ -705,10 +760,10 @@ class ExchangeState:
             self._change_position(counterparty, m, -delta, receipt)
             maker_fee = self._fee(quote, market.maker_fee_ppm)
             counterparty.collateral -= maker_fee
-            self._check_after_trade(counterparty, m, old)
+            self._check_after_trade(counterparty, m, old, tx.timestamp_ms)
         self._change_position(account, m, delta, -receipt)
         fee = 0
-        if tx.maker is not None:
+        if tx.maker is not None and not fund_inventory:
             nominal = self._fee(abs(receipt), market.liquidation_fee_ppm)
             fee = max(0, min(nominal, self.risk(account).value))
         account.collateral -= fee
@@ -723,7 +778,7 @@ class ExchangeState:
             touched.append(fees)
         self._commit(touched)
         if tx.maker is not None:
-            self._commit_fill(tx.maker.hash, tx.size)
+            self._commit_fill(tx.maker, tx.size)
         return (Liquidated(account.account_id, counterparty.account_id, m, delta, receipt, fee),)
 
     def _deleverage(self, tx: Deleverage) -> tuple[Event, ...]:
@@ -732,10 +787,11 @@ class ExchangeState:
         self._oracle_price(m, tx.timestamp_ms)
         account = self._settled_clone(tx.account_id)
         offset = self._settled_clone(tx.offset_account_id)
+        fund_deficit = account.account_id == INSURANCE_FUND_ID
         require(
-            not account.is_system and not offset.is_system,
+            (fund_deficit or not account.is_system) and not offset.is_system,
             ErrorCode.NOT_DELEVERAGEABLE,
-            "protocol accounts are not deleveraged",
+            "the fee pool is not deleveraged, and protocol accounts do not offset",
         )
         require(
             account.account_id != offset.account_id, ErrorCode.NOT_DELEVERAGEABLE, "same account"
@@ -750,15 +806,24 @@ class ExchangeState:
             ErrorCode.NOT_DELEVERAGEABLE,
             "offset account lacks an opposite position",
         )
-        try:
-            self._takeover(account, market, delta)
-        except CoreError as exc:
-            if exc.code != ErrorCode.INSURANCE_INSUFFICIENT:
-                raise
-        else:
-            raise CoreError(
-                ErrorCode.NOT_DELEVERAGEABLE, "the insurance fund can cover this account"
-            )
+        if not fund_deficit:
+            try:
+                self._takeover(account, market, delta)
+            except CoreError as exc:
+                if exc.code != ErrorCode.INSURANCE_INSUFFICIENT:
+                    raise
+            else:
+                raise CoreError(
+                    ErrorCode.NOT_DELEVERAGEABLE, "the insurance fund can cover this account"
+                )
+        queue = ranking(
+            self.accounts.values(), m, delta > 0, self.markets, self.prices, self.funding_index
+        )
+        require(
+            bool(queue) and queue[0] == offset.account_id,
+            ErrorCode.NOT_DELEVERAGEABLE,
+            f"the deleveraging queue starts with {queue[:1]}, not {offset.account_id}",
+        )
         receipt = self._bankruptcy_receipt(account, market, delta)
         self._change_position(account, m, delta, -receipt)
         self._change_position(offset, m, -delta, receipt)
