@@ -7,7 +7,9 @@ every value has exactly one encoding, and decoding refuses anything else
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, NoReturn
 
 from perpnet.core.accounts import Account, Position
 from perpnet.core.errors import CoreError, ErrorCode
@@ -259,65 +261,94 @@ _RANGES = {
     kind: ((-(1 << (8 * n - 1)), 1 << (8 * n - 1)) if kind[0] == "i" else (0, 1 << (8 * n)))
     for kind, n in _WIDTHS.items()
 }
+Check = Callable[[Any, str], None]
 
 
-def _check_value(value: Any, kind: str, name: str) -> None:
-    if kind in _RANGES:
-        low, high = _RANGES[kind]
+def _refuse(name: str, what: str) -> NoReturn:
+    raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be {what}")
+
+
+def _int_check(kind: str) -> Check:
+    low, high = _RANGES[kind]
+
+    def check(value: Any, name: str) -> None:
         if type(value) is not int or not low <= value < high:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be an integer in {kind}")
-    elif kind in _BYTES:
-        if type(value) is not bytes or len(value) != _BYTES[kind]:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be {_BYTES[kind]} bytes")
-    elif kind == "bool":
-        if type(value) is not bool:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a bool")
-    elif kind.startswith("enum:"):
-        if type(value) is not _ENUMS[kind[5:]]:
-            raise CoreError(
-                ErrorCode.INVALID_FIELD, f"{name} must be a {_ENUMS[kind[5:]].__name__}"
-            )
-    elif kind == "order":
-        if type(value) is not SignedOrder:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a signed order")
-        if type(value.order) is not Order:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must carry an Order")
-        _check_all(value.order, _ORDER_SCHEMA)
-        _check_value(value.signature, "sig", f"{name}.signature")
-        _check_value(value.hash, "b32", f"{name}.hash")
-    elif kind == "order?":
-        if value is not None:
-            _check_value(value, "order", name)
-    elif kind == "prices":
+            _refuse(name, f"an integer in {kind}")
+
+    return check
+
+
+def _bytes_check(size: int) -> Check:
+    def check(value: Any, name: str) -> None:
+        if type(value) is not bytes or len(value) != size:
+            _refuse(name, f"{size} bytes")
+
+    return check
+
+
+def _type_check(cls: type) -> Check:
+    def check(value: Any, name: str) -> None:
+        if type(value) is not cls:
+            _refuse(name, f"a {cls.__name__}")
+
+    return check
+
+
+def _tuple_check(item: Check) -> Check:
+    def check(value: Any, name: str) -> None:
         if type(value) is not tuple or len(value) > 255:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a tuple of at most 255")
-        for p in value:
-            if type(p) is not SignedPrice:
-                raise CoreError(ErrorCode.INVALID_FIELD, f"{name} holds signed prices")
-            _check_all(p, _PRICE_SCHEMA)
-    elif kind == "rates":
-        if type(value) is not tuple or len(value) > 255:
-            raise CoreError(ErrorCode.INVALID_FIELD, f"{name} must be a tuple of at most 255")
-        for rate in value:
-            if type(rate) is not tuple or len(rate) != 2:
-                raise CoreError(ErrorCode.INVALID_FIELD, f"{name} holds (market, rate) pairs")
-            _check_value(rate[0], "u16", f"{name} market")
-            _check_value(rate[1], "i64", f"{name} rate")
-    else:  # pragma: no cover - schema typo
-        raise AssertionError(kind)
+            _refuse(name, "a tuple of at most 255")
+        for element in value:
+            item(element, name)
+
+    return check
 
 
-_PRICE_SCHEMA = (
-    ("signer", "addr"),
-    ("price", "u128"),
-    ("timestamp_ms", "u64"),
-    ("signature", "sig"),
-)
+def _rate_check(value: Any, name: str) -> None:
+    if type(value) is not tuple or len(value) != 2:
+        _refuse(name, "(market, rate) pairs")
+    _CHECKS["u16"](value[0], name)
+    _CHECKS["i64"](value[1], name)
 
 
-def _check_all(obj: object, schema: tuple[tuple[str, str], ...]) -> None:
-    for name, kind in schema:
-        _check_value(getattr(obj, name), kind, name)
+def _struct_check(cls: type, schema: tuple[tuple[str, str], ...]) -> Check:
+    """One compiled checker per schema: exact type, then every field's kind."""
+    names = [name for name, _ in schema]
+    checks = [_CHECKS[kind] for _, kind in schema]
+    get = attrgetter(*names)
+
+    def check(value: Any, name: str) -> None:
+        if type(value) is not cls:
+            _refuse(name, f"a {cls.__name__}")
+        for field_name, field_check, field in zip(names, checks, get(value), strict=True):
+            field_check(field, field_name)
+
+    return check
+
+
+def _signed_order_check(value: Any, name: str) -> None:
+    if type(value) is not SignedOrder:
+        _refuse(name, "a signed order")
+    _ORDER_CHECK(value.order, name)
+    _CHECKS["sig"](value.signature, "signature")
+    _CHECKS["b32"](value.hash, "hash")
+
+
+def _optional_order_check(value: Any, name: str) -> None:
+    if value is not None:
+        _signed_order_check(value, name)
+
+
+_CHECKS: dict[str, Check] = {kind: _int_check(kind) for kind in _WIDTHS}
+_CHECKS.update({kind: _bytes_check(size) for kind, size in _BYTES.items()})
+_CHECKS["bool"] = _type_check(bool)
+_CHECKS.update({f"enum:{key}": _type_check(enum) for key, enum in _ENUMS.items()})
+_CHECKS["order"] = _signed_order_check
+_CHECKS["order?"] = _optional_order_check
+_CHECKS["prices"] = _tuple_check(_struct_check(SignedPrice, _PRICE_SCHEMA))
+_CHECKS["rates"] = _tuple_check(_rate_check)
+_ORDER_CHECK = _struct_check(Order, _ORDER_SCHEMA)
+_TX_CHECKS = {cls: _struct_check(cls, schema) for cls, schema in _SCHEMAS.items()}
 
 
 def check_fields(tx: object) -> None:
@@ -327,7 +358,7 @@ def check_fields(tx: object) -> None:
     untrusted input (not decoded from the log) can neither carry a float nor
     a value its leaf or log encoding could not hold.
     """
-    schema = _SCHEMAS.get(type(tx))
-    if schema is None:
+    check = _TX_CHECKS.get(type(tx))
+    if check is None:
         raise CoreError(ErrorCode.INVALID_FIELD, f"not a transaction: {type(tx).__name__}")
-    _check_all(tx, schema)
+    check(tx, type(tx).__name__)
