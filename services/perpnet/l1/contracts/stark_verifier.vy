@@ -1,0 +1,513 @@
+#pragma version ~=0.4.3
+"""
+@title perpnet STARK verifier: perpnet.stark.verify on chain
+@notice Verifies the canonical proof bytes perpnet.stark produces (proof.py, version 1)
+        for one AIR, whose out-of-domain constraint evaluation is a separate contract
+        (IAirEvaluator), with the parameters fixed at deployment. It parses the proof,
+        replays the keccak transcript byte for byte (statement header with the public
+        input, commitments, challenges, out-of-domain values, FRI roots and final
+        polynomial, proof of work, query indices), checks the composition identity at
+        the out-of-domain point with the evaluator's constraints, the trace and
+        composition multiproofs at the queries, computes the DEEP composition there,
+        and hands the FRI query phase to stark_fri. Any failure reverts.
+"""
+
+import stark_lib as L
+
+MAX_PROOF: constant(uint256) = L.MAX_PROOF
+MAX_PUBLIC: constant(uint256) = L.MAX_PUBLIC
+MAX_WIDTH: constant(uint256) = L.MAX_WIDTH
+MAX_AUX: constant(uint256) = L.MAX_AUX
+MAX_CHUNKS: constant(uint256) = 8
+MAX_FRAME: constant(uint256) = L.MAX_FRAME
+MAX_OOD: constant(uint256) = MAX_FRAME + MAX_CHUNKS
+MAX_CHALLENGES: constant(uint256) = L.MAX_CHALLENGES
+MAX_CONSTRAINTS: constant(uint256) = L.MAX_CONSTRAINTS
+MAX_BOUNDARIES: constant(uint256) = L.MAX_BOUNDARIES
+MAX_LAYERS: constant(uint256) = 24
+MAX_FINAL: constant(uint256) = 256
+MAX_COSETS: constant(uint256) = L.MAX_QUERIES * 8
+MAX_LOG_TRACE: constant(uint256) = 21
+# keccak("perpnet.stark.transcript.v1" || "perpnet.stark.v1"): Transcript(b"perpnet.stark.v1")
+TRANSCRIPT_START: constant(bytes32) = keccak256("perpnet.stark.transcript.v1perpnet.stark.v1")
+MAGIC_VERSION: constant(uint256) = 5786654192555936513  # 0x504E535441524B01: "PNSTARK", version 1
+
+
+interface IAirEvaluator:
+    def air_info(public_input: Bytes[MAX_PUBLIC]) -> L.AirInfo: view
+    def evaluate(
+        public_input: Bytes[MAX_PUBLIC],
+        frame: DynArray[uint256, MAX_FRAME],
+        challenges: DynArray[uint256, MAX_CHALLENGES],
+    ) -> (DynArray[uint256, MAX_CONSTRAINTS], DynArray[L.Boundary, MAX_BOUNDARIES]): view
+
+
+interface IStarkFri:
+    def verify_fri(
+        data: Bytes[MAX_PROOF],
+        start: uint256,
+        log_lde: uint256,
+        log_r: uint256,
+        roots: DynArray[bytes32, MAX_LAYERS],
+        betas: DynArray[uint256, MAX_LAYERS],
+        final_poly: DynArray[uint256, MAX_FINAL],
+        queries: DynArray[uint256, L.MAX_QUERIES],
+        cosets: DynArray[uint256, MAX_COSETS],
+    ) -> bool: view
+
+
+struct Layout:
+    log_n: uint256
+    width: uint256
+    aux_width: uint256
+    num_challenges: uint256
+    chunks: uint256
+    log_leaves: uint256
+    rounds: uint256
+    final_size: uint256
+
+
+EVALUATOR: public(immutable(address))
+FRI: public(immutable(address))
+LOG_BLOWUP: public(immutable(uint256))
+NUM_QUERIES: public(immutable(uint256))
+LOG_FOLDING: public(immutable(uint256))
+GRINDING_BITS: public(immutable(uint256))
+LOG_FINAL: public(immutable(uint256))
+HEAD: public(immutable(uint256))  # the proof's first 13 bytes: magic, version, parameters
+
+
+@internal
+@pure
+def _log2(x: uint256) -> uint256:
+    """log2 of a power of two in [1, 2^10], else max_value."""
+    for i: uint256 in range(11):
+        if x == 1 << i:
+            return i
+    return max_value(uint256)
+
+
+@deploy
+def __init__(
+    evaluator: address,
+    fri: address,
+    blowup: uint256,
+    num_queries: uint256,
+    folding_factor: uint256,
+    grinding_bits: uint256,
+    final_poly_size: uint256,
+):
+    """The parameters are ProofParams' (perpnet.stark.params); proofs made with any
+    other parameters are rejected."""
+    lb: uint256 = self._log2(blowup)
+    lf: uint256 = self._log2(folding_factor)
+    lp: uint256 = self._log2(final_poly_size)
+    assert lb >= 1 and lb <= 6, "blowup"
+    assert lf >= 1 and lf <= 3, "folding factor"
+    assert final_poly_size <= MAX_FINAL, "final polynomial size"
+    assert num_queries >= 1 and num_queries <= L.MAX_QUERIES, "number of queries"
+    assert grinding_bits <= 32, "grinding bits"
+    EVALUATOR = evaluator
+    FRI = fri
+    LOG_BLOWUP = lb
+    NUM_QUERIES = num_queries
+    LOG_FOLDING = lf
+    GRINDING_BITS = grinding_bits
+    LOG_FINAL = lp
+    HEAD = (MAGIC_VERSION << 40) | (lb << 32) | (num_queries << 24) | (lf << 16) | (
+        grinding_bits << 8
+    ) | lp
+
+
+@internal
+@view
+def _layout(info: L.AirInfo) -> Layout:
+    """protocol.Layout.of and fri.num_folds / final_size."""
+    assert info.log_n >= 3 and info.log_n <= MAX_LOG_TRACE, "trace length"
+    assert info.width >= 1 and info.width <= MAX_WIDTH, "width"
+    assert info.aux_width <= MAX_AUX, "aux width"
+    assert info.degree >= 1, "degree"
+    assert info.aux_width == 0 or info.num_challenges >= 1, "aux columns need challenges"
+    assert info.num_challenges <= MAX_CHALLENGES, "challenges"
+    ce: uint256 = 2
+    for _: uint256 in range(8):
+        if ce >= info.degree:
+            break
+        ce *= 2
+    assert ce >= info.degree and ce <= 1 << LOG_BLOWUP, "degree needs a larger blowup"
+    chunks: uint256 = max(1, info.degree - 1)
+    assert chunks <= MAX_CHUNKS, "too many composition chunks"
+    excess: uint256 = 0
+    if info.log_n > LOG_FINAL:
+        excess = info.log_n - LOG_FINAL
+    rounds: uint256 = max(1, (excess + LOG_FOLDING - 1) // LOG_FOLDING)
+    log_final: uint256 = 0
+    if info.log_n > rounds * LOG_FOLDING:
+        log_final = info.log_n - rounds * LOG_FOLDING
+    assert rounds <= MAX_LAYERS, "too many FRI rounds"
+    return Layout(
+        log_n=info.log_n,
+        width=info.width,
+        aux_width=info.aux_width,
+        num_challenges=info.num_challenges,
+        chunks=chunks,
+        log_leaves=info.log_n + LOG_BLOWUP - LOG_FOLDING,
+        rounds=rounds,
+        final_size=1 << log_final,
+    )
+
+
+@internal
+@view
+def _word(base: uint256, length: uint256, o: uint256) -> uint256:
+    """Bytes o..o+31 of the proof (calldata at `base`); bytes past its end read as zero."""
+    if o + 32 <= length:
+        return convert(slice(msg.data, base + o, 32), uint256)
+    return convert(slice(msg.data, base + length - 32, 32), uint256) << (8 * (o + 32 - length))
+
+
+@internal
+@view
+def _ext_at(base: uint256, length: uint256, o: uint256) -> uint256:
+    return L.ext_from_lanes(L.swap_lanes(self._word(base, length, o)), 0)
+
+
+@internal
+@view
+def _tensor(base: uint256, length: uint256, o: uint256, d0: uint256, d1: uint256, d2: uint256):
+    """A tensor header at o: rank 2 with dims (d0, d1) if d2 == 0, else rank 3."""
+    h: uint256 = self._word(base, length, o)
+    if d2 == 0:
+        assert o + 9 <= length, "truncated proof"
+        assert h >> 248 == 2 and (h >> 216) & L.M32 == d0 and (h >> 184) & L.M32 == d1, "tensor shape"
+    else:
+        assert o + 13 <= length, "truncated proof"
+        assert h >> 248 == 3 and (h >> 216) & L.M32 == d0, "tensor shape"
+        assert (h >> 184) & L.M32 == d1 and (h >> 152) & L.M32 == d2, "tensor shape"
+
+
+@internal
+@pure
+def _queries(state: bytes32, count: uint256, log_size: uint256) -> DynArray[uint256, L.MAX_QUERIES]:
+    """sorted(set(Transcript.challenge_indices(count, 2^log_size)))."""
+    raw: DynArray[uint256, L.MAX_QUERIES] = []
+    counter: uint256 = 0
+    for _: uint256 in range(L.MAX_QUERIES):
+        if len(raw) >= count:
+            break
+        r: uint256 = L.bswap256(convert(L.squeeze(state, counter), uint256))
+        counter += 1
+        for i: uint256 in range(8):
+            if len(raw) >= count:
+                break
+            raw.append(r >> (32 * i))
+    return L.sorted_unique(raw, (1 << log_size) - 1)
+
+
+@internal
+@view
+def _ood_check(
+    lay: Layout,
+    ood: DynArray[uint256, MAX_OOD],
+    cons: DynArray[uint256, MAX_CONSTRAINTS],
+    bounds: DynArray[L.Boundary, MAX_BOUNDARIES],
+    alpha: uint256,
+    z: uint256,
+):
+    """protocol.composition_at(z) == Σ_c z^(n·c) · chunk_c(z)."""
+    w: uint256 = lay.width
+    a: uint256 = lay.aux_width
+    n: uint256 = 1 << lay.log_n
+    g: uint256 = L.two_adic_root(lay.log_n)
+    acc: uint256 = 0
+    apow: uint256 = 1
+    for c: uint256 in cons:
+        acc = L.ext_add(acc, L.ext_mul(apow, c))
+        apow = L.ext_mul(apow, alpha)
+    zn: uint256 = L.ext_pow2k(z, lay.log_n)
+    # transitions hold on rows 0..n-2: zerofier (z^n - 1)/(z - g^(n-1))
+    last: uint256 = L.ext_sub(z, L.modexp(g, n - 1))
+    total: uint256 = L.ext_mul(acc, L.ext_mul(last, L.ext_inv(L.ext_sub(zn, 1))))
+    for b: L.Boundary in bounds:
+        limit: uint256 = w
+        cell: uint256 = 0
+        if b.aux:
+            limit = a
+        assert b.column < limit and b.row < n, "boundary constraint out of range"
+        if b.aux:
+            cell = ood[2 * w + b.column]
+        else:
+            cell = ood[b.column]
+        assert L.reduce_lanes(b.value) == b.value, "boundary value not reduced"
+        num: uint256 = L.ext_mul(apow, L.ext_sub(cell, b.value))
+        apow = L.ext_mul(apow, alpha)
+        den: uint256 = L.ext_sub(z, L.modexp(g, b.row))
+        total = L.ext_add(total, L.ext_mul(num, L.ext_inv(den)))
+    rhs: uint256 = 0
+    zpow: uint256 = 1
+    for c: uint256 in range(lay.chunks, bound=MAX_CHUNKS):
+        rhs = L.ext_add(rhs, L.ext_mul(zpow, ood[2 * w + 2 * a + c]))
+        zpow = L.ext_mul(zpow, zn)
+    assert total == rhs, "out-of-domain check failed: constraints do not hold"
+
+
+@internal
+@view
+def _batch_inv(xs: DynArray[uint256, MAX_COSETS]) -> DynArray[uint256, MAX_COSETS]:
+    """Montgomery's trick: every inverse for one extension inversion."""
+    k: uint256 = len(xs)
+    prefix: DynArray[uint256, MAX_COSETS] = []
+    acc: uint256 = 1
+    for x: uint256 in xs:
+        prefix.append(acc)
+        acc = L.ext_mul(acc, x)
+    inv: uint256 = L.ext_inv(acc)
+    out: DynArray[uint256, MAX_COSETS] = prefix
+    for s: uint256 in range(k, bound=MAX_COSETS):
+        i: uint256 = k - 1 - s
+        out[i] = L.ext_mul(prefix[i], inv)
+        inv = L.ext_mul(inv, xs[i])
+    return out
+
+
+@external
+@view
+def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bool:
+    """True if `proof` shows that a trace satisfying the AIR with this public input
+    exists (perpnet.stark.verify accepts it); reverts otherwise."""
+    info: L.AirInfo = staticcall IAirEvaluator(EVALUATOR).air_info(public_input)
+    lay: Layout = self._layout(info)
+    w: uint256 = lay.width
+    a: uint256 = lay.aux_width
+    k: uint256 = lay.chunks
+    r: uint256 = 1 << LOG_FOLDING
+    plen: uint256 = len(proof)
+    base: uint256 = convert(slice(msg.data, 36, 32), uint256) + 36
+
+    # ---- header, commitments, out-of-domain values, FRI roots, final polynomial, nonce
+    assert plen >= 96, "truncated proof"
+    w0: uint256 = convert(extract32(proof, 0), uint256)
+    assert w0 >> 152 == HEAD, "magic, version or parameters differ"
+    assert (w0 >> 144) & 255 == lay.log_n, "proof is for another trace length"
+    main_root: bytes32 = extract32(proof, 14)
+    flags: uint256 = convert(extract32(proof, 46), uint256) >> 248
+    assert flags == convert(a > 0, uint256), "auxiliary trace presence"
+    pos: uint256 = 47
+    aux_root: bytes32 = empty(bytes32)
+    if a > 0:
+        aux_root = extract32(proof, pos)
+        pos += 32
+    comp_root: bytes32 = extract32(proof, pos)
+    pos += 32
+    n_ood: uint256 = 2 * w + 2 * a + k
+    self._tensor(base, plen, pos, n_ood, 4, 0)
+    pos += 9
+    ood_at: uint256 = pos
+    pos += 16 * n_ood
+    assert pos + 1 <= plen, "truncated proof"
+    assert self._word(base, plen, pos) >> 248 == lay.rounds - 1, "FRI layer count"
+    pos += 1
+    roots: DynArray[bytes32, MAX_LAYERS] = []
+    for i: uint256 in range(lay.rounds - 1, bound=MAX_LAYERS):
+        assert pos + 32 <= plen, "truncated proof"
+        roots.append(convert(self._word(base, plen, pos), bytes32))
+        pos += 32
+    self._tensor(base, plen, pos, lay.final_size, 4, 0)
+    pos += 9
+    final_at: uint256 = pos
+    pos += 16 * lay.final_size
+    assert pos + 8 <= plen, "truncated proof"
+    nonce: uint256 = self._word(base, plen, pos) >> 192
+    pos += 8
+
+    # ---- transcript (protocol.start_transcript, verifier.verify)
+    state: bytes32 = keccak256(
+        concat(
+            TRANSCRIPT_START,
+            b"\x00",
+            slice(proof, 8, 5),
+            convert(convert(len(info.name), uint32), bytes4),
+            info.name,
+            convert(convert(lay.log_n, uint8), bytes1),
+            convert(convert(w, uint32), bytes4),
+            convert(convert(a, uint32), bytes4),
+            convert(convert(len(public_input), uint64), bytes8),
+            public_input,
+        )
+    )
+    state = keccak256(concat(state, b"\x00", main_root))
+    challenges: DynArray[uint256, MAX_CHALLENGES] = []
+    if a > 0:
+        for i: uint256 in range(lay.num_challenges, bound=MAX_CHALLENGES):
+            challenges.append(L.ext_challenge(state, i))
+        state = keccak256(concat(state, b"\x00", aux_root))
+    alpha: uint256 = L.ext_challenge(state, 0)
+    state = keccak256(concat(state, b"\x00", comp_root))
+    z: uint256 = 0
+    for i: uint256 in range(8):
+        z = L.ext_challenge(state, i)
+        if z >> 64 != 0:
+            break
+    assert z >> 64 != 0, "no out-of-domain point"
+    state = keccak256(concat(state, b"\x00", L.calldata_region(base + ood_at, 16 * n_ood)))
+    gamma: uint256 = L.ext_challenge(state, 0)
+    betas: DynArray[uint256, MAX_LAYERS] = []
+    for i: uint256 in range(lay.rounds, bound=MAX_LAYERS):
+        # the first follows γ without an absorb in between: the transcript's second squeeze
+        betas.append(L.ext_challenge(state, convert(i == 0, uint256)))
+        if i < lay.rounds - 1:
+            state = keccak256(concat(state, b"\x00", roots[i]))
+    state = keccak256(concat(state, b"\x00", L.calldata_region(base + final_at, 16 * lay.final_size)))
+    if GRINDING_BITS == 0:
+        assert nonce == 0, "proof-of-work nonce is invalid"
+    else:
+        pow_digest: uint256 = convert(
+            keccak256(concat(state, b"\x02", convert(convert(nonce, uint64), bytes8))), uint256
+        )
+        assert pow_digest >> (256 - GRINDING_BITS) == 0, "proof-of-work nonce is invalid"
+    state = keccak256(concat(state, b"\x00", convert(convert(nonce, uint64), bytes8)))
+    queries: DynArray[uint256, L.MAX_QUERIES] = self._queries(state, NUM_QUERIES, lay.log_leaves)
+    kq: uint256 = len(queries)
+
+    # ---- out-of-domain values; the composition identity at z
+    ood: DynArray[uint256, MAX_OOD] = []
+    for i: uint256 in range(n_ood, bound=MAX_OOD):
+        ood.append(self._ext_at(base, plen, ood_at + 16 * i))
+    final_poly: DynArray[uint256, MAX_FINAL] = []
+    for i: uint256 in range(lay.final_size, bound=MAX_FINAL):
+        final_poly.append(self._ext_at(base, plen, final_at + 16 * i))
+    frame: DynArray[uint256, MAX_FRAME] = []
+    for i: uint256 in range(2 * w + 2 * a, bound=MAX_FRAME):
+        frame.append(ood[i])
+    cons: DynArray[uint256, MAX_CONSTRAINTS] = []
+    bounds: DynArray[L.Boundary, MAX_BOUNDARIES] = []
+    cons, bounds = staticcall IAirEvaluator(EVALUATOR).evaluate(public_input, frame, challenges)
+    self._ood_check(lay, ood, cons, bounds, alpha, z)
+
+    # ---- trace and composition openings at the queried leaves
+    gp: DynArray[uint256, MAX_OOD] = []  # γ^j
+    gp_lo: DynArray[uint256, MAX_WIDTH] = []  # limbs 0, 1 of γ^j in 128-bit lanes (main)
+    gp_hi: DynArray[uint256, MAX_WIDTH] = []  # limbs 2, 3
+    acc: uint256 = 1
+    for j: uint256 in range(w + a + k, bound=MAX_OOD):
+        gp.append(acc)
+        if j < w:
+            gp_lo.append((acc & L.M64) | (((acc >> 64) & L.M64) << 128))
+            gp_hi.append(((acc >> 128) & L.M64) | ((acc >> 192) << 128))
+        acc = L.ext_mul(acc, gamma)
+    # F(z) and G(z·g) (protocol.ood_combinations)
+    g_z: uint256 = 0
+    g_zg: uint256 = 0
+    for j: uint256 in range(w + a, bound=MAX_FRAME):
+        vz: uint256 = 0
+        vzg: uint256 = 0
+        if j < w:
+            vz = ood[j]
+            vzg = ood[w + j]
+        else:
+            vz = ood[w + j]
+            vzg = ood[w + a + j]
+        g_z = L.ext_add(g_z, L.ext_mul(gp[j], vz))
+        g_zg = L.ext_add(g_zg, L.ext_mul(gp[j], vzg))
+    f_z: uint256 = g_z
+    for c: uint256 in range(k, bound=MAX_CHUNKS):
+        f_z = L.ext_add(f_z, L.ext_mul(gp[w + a + c], ood[2 * w + 2 * a + c]))
+    zg: uint256 = L.ext_mul_base(z, L.two_adic_root(lay.log_n))
+
+    depth: uint256 = lay.log_leaves
+    # main trace (kq, r, w), aux trace (kq, r, 4a), composition (kq, r, 4k)
+    at: uint256[3] = empty(uint256[3])
+    for j: uint256 in range(3):
+        cols: uint256 = w
+        root: bytes32 = main_root
+        if j == 1:
+            if a == 0:
+                continue
+            cols = 4 * a
+            root = aux_root
+        elif j == 2:
+            cols = 4 * k
+            root = comp_root
+        self._tensor(base, plen, pos, kq, r, cols)
+        pos += 13
+        at[j] = pos
+        leaf: uint256 = 4 * r * cols
+        pos += kq * leaf
+        assert pos + 4 <= plen, "truncated proof"
+        count: uint256 = self._word(base, plen, pos) >> 224
+        pos += 4
+        assert pos + 32 * count <= plen, "truncated proof"
+        hashes: DynArray[bytes32, L.MAX_QUERIES] = []
+        for t: uint256 in range(kq, bound=L.MAX_QUERIES):
+            hashes.append(keccak256(L.calldata_region(base + at[j] + t * leaf, leaf)))
+        assert L.merkle_root(depth, queries, hashes, base + pos, count) == root, (
+            "Merkle opening does not match the commitment"
+        )
+        pos += 32 * count
+    main_at: uint256 = at[0]
+    aux_at: uint256 = at[1]
+    comp_at: uint256 = at[2]
+
+    # ---- DEEP composition at the r points of every queried coset
+    root_n: uint256 = L.two_adic_root(depth + LOG_FOLDING)
+    zeta: uint256 = L.two_adic_root(LOG_FOLDING)
+    nums: DynArray[uint256, MAX_COSETS] = []
+    dens: DynArray[uint256, MAX_COSETS] = []
+    for t: uint256 in range(kq, bound=L.MAX_QUERIES):
+        x: uint256 = unsafe_mul(L.GENERATOR, L.modexp(root_n, queries[t])) % L.P
+        for m: uint256 in range(8):
+            if m >= r:
+                break
+            row: uint256 = t * r + m
+            # G(x): main columns by lazy 128-bit-lane accumulation, then aux columns
+            lo: uint256 = 0
+            hi: uint256 = 0
+            row_at: uint256 = main_at + 4 * w * row
+            for cw: uint256 in range(MAX_WIDTH // 8):
+                c0: uint256 = 8 * cw
+                if c0 >= w:
+                    break
+                word: uint256 = L.swap_lanes(convert(extract32(proof, row_at + 4 * c0), uint256))
+                for l: uint256 in range(8):
+                    if c0 + l >= w:
+                        break
+                    v: uint256 = (word >> (224 - 32 * l)) & L.M32
+                    assert v < L.P, "element not reduced modulo p"
+                    lo = unsafe_add(lo, unsafe_mul(gp_lo[c0 + l], v))
+                    hi = unsafe_add(hi, unsafe_mul(gp_hi[c0 + l], v))
+            g_x: uint256 = L.pack(
+                (lo & L.M128) % L.P, (lo >> 128) % L.P, (hi & L.M128) % L.P, (hi >> 128) % L.P
+            )
+            for i: uint256 in range(a, bound=MAX_AUX):
+                v: uint256 = self._ext_at(base, plen, aux_at + 16 * (a * row + i))
+                g_x = L.ext_add(g_x, L.ext_mul(gp[w + i], v))
+            f_x: uint256 = g_x
+            for c: uint256 in range(k, bound=MAX_CHUNKS):
+                v: uint256 = self._ext_at(base, plen, comp_at + 16 * (k * row + c))
+                f_x = L.ext_add(f_x, L.ext_mul(gp[w + a + c], v))
+            d1: uint256 = L.ext_sub(x, z)
+            d2: uint256 = L.ext_sub(x, zg)
+            nums.append(
+                L.ext_add(
+                    L.ext_mul(L.ext_sub(f_x, f_z), d2), L.ext_mul(L.ext_sub(g_x, g_zg), d1)
+                )
+            )
+            dens.append(L.ext_mul(d1, d2))
+            x = unsafe_mul(x, zeta) % L.P
+    invs: DynArray[uint256, MAX_COSETS] = self._batch_inv(dens)
+    cosets: DynArray[uint256, MAX_COSETS] = []
+    for i: uint256 in range(len(nums), bound=MAX_COSETS):
+        cosets.append(L.ext_mul(nums[i], invs[i]))
+
+    # ---- FRI
+    return staticcall IStarkFri(FRI).verify_fri(
+        proof,
+        pos,
+        depth + LOG_FOLDING,
+        LOG_FOLDING,
+        roots,
+        betas,
+        final_poly,
+        queries,
+        cosets,
+    )

@@ -1,0 +1,201 @@
+"""The on-chain STARK verifier: compile, deploy, encode calls, verify, measure gas.
+
+Contracts (services/perpnet/l1/contracts):
+
+- `stark_lib.vy`: a Vyper module (imported, not deployed): BabyBear and its quartic
+  extension packed in one word, the transcript's squeezes, Merkle multiproofs.
+- `stark_verifier.vy`: one deployment per (AIR evaluator, parameters); parses the
+  canonical proof bytes, replays the transcript, checks the out-of-domain identity with
+  the evaluator's constraints, the trace and composition openings and computes the
+  DEEP composition at the queries.
+- `stark_fri.vy`: the FRI query phase (AIR-independent, shared by every verifier).
+- `stark_air_*.vy`: AIR evaluators (IAirEvaluator): `air_info(public_input)` gives the
+  statement's shape, `evaluate(public_input, frame, challenges)` the transition
+  constraint values at the out-of-domain point and the boundary constraints.
+
+Calldata: the contract takes the canonical proof bytes of `perpnet.stark.Proof.encode`
+unchanged, `verify_proof(public_input, proof)`; there is no re-encoding, so the
+contract verifies exactly the bytes the Python verifier verifies. `encode_call` and
+`decode_call` are the ABI encoding and its inverse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import vyper  # type: ignore[import-untyped]
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from vyper.compiler import compile_code  # type: ignore[import-untyped]
+from vyper.compiler.input_bundle import FilesystemInputBundle  # type: ignore[import-untyped]
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+
+from perpnet.core.crypto import keccak
+from perpnet.l1.client import Sender
+from perpnet.l1.compile import CONTRACTS, Artifact, cache_dir
+from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
+
+LIBRARY = "stark_lib"
+VERIFIER = "stark_verifier"
+FRI = "stark_fri"
+EVALUATORS = ("stark_air_fibonacci", "stark_air_regperm")
+SELECTOR = keccak(b"verify_proof(bytes,bytes)")[:4]
+EIP170_LIMIT = 24_576
+WINDOW = 9216
+"""stark_lib.WINDOW: the contracts hash proof regions through calldata windows of this
+size, so a call's calldata must be at least this long (encode_call pads with zeros,
+which the ABI decoder ignores; real batch proofs are far longer anyway)."""
+
+
+def _sources_hash(name: str) -> str:
+    """keccak of the compiler version, the contract and every stark_*.vy it may import."""
+    parts = [vyper.__version__.encode(), (CONTRACTS / f"{name}.vy").read_bytes()]
+    for path in sorted(CONTRACTS.glob("stark_*.vy")):
+        parts.append(path.name.encode() + b"\0" + path.read_bytes())
+    return keccak(b"\0".join(parts)).hex()
+
+
+def compile_stark(name: str) -> Artifact:
+    """A stark_*.vy contract's ABI and bytecode (it imports stark_lib), cached."""
+    digest = _sources_hash(name)
+    cached = cache_dir() / f"{name}-{digest}.json"
+    if cached.exists():
+        data = json.loads(cached.read_text())
+        return Artifact(name, data["abi"], bytes.fromhex(data["bytecode"]), digest)
+    path = CONTRACTS / f"{name}.vy"
+    out = compile_code(
+        path.read_text(),
+        contract_path=path.name,
+        input_bundle=FilesystemInputBundle([CONTRACTS]),
+        output_formats=["abi", "bytecode", "bytecode_runtime"],
+    )
+    bytecode = bytes.fromhex(out["bytecode"].removeprefix("0x"))
+    runtime = bytes.fromhex(out["bytecode_runtime"].removeprefix("0x"))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(
+        json.dumps({"abi": out["abi"], "bytecode": bytecode.hex(), "runtime_size": len(runtime)})
+    )
+    tmp.replace(cached)
+    return Artifact(name, out["abi"], bytecode, digest)
+
+
+def runtime_size(name: str) -> int:
+    """Deployed code size in bytes (EIP-170 allows 24,576)."""
+    compile_stark(name)
+    data = json.loads((cache_dir() / f"{name}-{_sources_hash(name)}.json").read_text())
+    return int(data["runtime_size"])
+
+
+# ---------------------------------------------------------------- calldata
+
+
+def encode_call(public_input: bytes, proof: bytes) -> bytes:
+    """Calldata of `verify_proof(public_input, proof)`: the canonical proof bytes as they
+    are, zero-padded after the ABI payload to at least WINDOW bytes."""
+    data = SELECTOR + abi_encode(["bytes", "bytes"], [public_input, proof])
+    return data + bytes(max(0, WINDOW - len(data)))
+
+
+def decode_call(calldata: bytes) -> tuple[bytes, bytes]:
+    """(public_input, proof) from calldata made by encode_call."""
+    if calldata[:4] != SELECTOR:
+        raise ValueError("not a verify_proof call")
+    public_input, proof = abi_decode(["bytes", "bytes"], calldata[4:])
+    return bytes(public_input), bytes(proof)
+
+
+# ---------------------------------------------------------------- deployment
+
+
+@dataclass(frozen=True, slots=True)
+class StarkVerifier:
+    """A deployed verifier for one AIR evaluator and one parameter set."""
+
+    w3: Web3
+    address: str
+    evaluator: str
+    fri: str
+    params: ProofParams
+
+    @property
+    def contract(self) -> Any:
+        abi = compile_stark(VERIFIER).abi
+        return self.w3.eth.contract(address=Web3.to_checksum_address(self.address), abi=abi)
+
+    def check(self, public_input: bytes, proof: bytes) -> str | None:
+        """None if the contract accepts, else its revert reason (an eth_call)."""
+        try:
+            self.w3.eth.call({"to": self.address, "data": encode_call(public_input, proof)})
+        except ContractLogicError as exc:
+            return (exc.message or str(exc)).removeprefix("execution reverted: ") or "reverted"
+        return None
+
+    def accepts(self, public_input: bytes, proof: bytes) -> bool:
+        return self.check(public_input, proof) is None
+
+    def gas(self, public_input: bytes, proof: bytes) -> Gas:
+        """Gas of a verify_proof transaction (eth_estimateGas; reverts raise)."""
+        data = encode_call(public_input, proof)
+        total = self.w3.eth.estimate_gas({"to": self.address, "data": data})
+        return Gas.of(total, data)
+
+
+@dataclass(frozen=True, slots=True)
+class Gas:
+    total: int
+    """What the transaction costs (the node's estimate, including the 21,000 base)."""
+    calldata: int
+    """EIP-2028 calldata cost: 16 per nonzero byte, 4 per zero byte."""
+    floor: int
+    """EIP-7623 floor (Prague): 21,000 + 10 per token, a nonzero byte being 4 tokens."""
+
+    @property
+    def execution(self) -> int | None:
+        """total - 21,000 - calldata, when the floor does not apply (else unknown)."""
+        return self.total - 21_000 - self.calldata if self.total > self.floor else None
+
+    @staticmethod
+    def of(total: int, data: bytes) -> Gas:
+        zeros = data.count(0)
+        nonzero = len(data) - zeros
+        return Gas(total, 16 * nonzero + 4 * zeros, 21_000 + 10 * (zeros + 4 * nonzero))
+
+
+def deploy_fri(sender: Sender) -> str:
+    art = compile_stark(FRI)
+    return sender.deploy(art.abi, art.bytecode)
+
+
+def deploy_evaluator(sender: Sender, name: str, *args: Any) -> str:
+    if name not in EVALUATORS:
+        raise ValueError(f"unknown AIR evaluator {name}")
+    art = compile_stark(name)
+    return sender.deploy(art.abi, art.bytecode, *args)
+
+
+def deploy_verifier(
+    sender: Sender,
+    evaluator: str,
+    fri: str | None = None,
+    params: ProofParams = DEFAULT_PARAMS,
+) -> StarkVerifier:
+    """A verifier for `evaluator` (an IAirEvaluator address) accepting only `params`."""
+    fri = fri or deploy_fri(sender)
+    art = compile_stark(VERIFIER)
+    address = sender.deploy(
+        art.abi,
+        art.bytecode,
+        evaluator,
+        fri,
+        params.blowup,
+        params.num_queries,
+        params.folding_factor,
+        params.grinding_bits,
+        params.final_poly_size,
+    )
+    return StarkVerifier(sender.w3, address, evaluator, fri, params)
