@@ -1,0 +1,403 @@
+"""The batch AIR: the exchange's ledger rules as constraints over the batch trace.
+
+One row per effect on one account (funding settlement of one position, one side of
+a trade, the fee pool's credit, a deposit, a withdrawal, one half of a transfer)
+plus a row per funding tick and padding. docs/stark.md lists every column and
+constraint; in short:
+
+- memory: each row reads (account, version, ledger) and writes (account, t, ledger').
+  A grand product Z shows writes ⊎ initial leaves = reads ⊎ final leaves, and a
+  range check t − version − 1 >= 0 forces every read to see the latest earlier
+  write (offline memory checking), so the rows replay each account in order from
+  its public old leaf to its public new leaf;
+- arithmetic: collateral' = collateral − cz·Z + cv·V exactly (11-bit limbs, checked
+  mod p and mod 2^22), Z = X·Y exactly (mod p and mod 2^11), fees
+  b·fee = a·Z + rem with 0 <= rem < b (the market's fee rate as a reduced fraction);
+- events: a second grand product E binds deposit, withdrawal and funding-tick rows, in
+  order, to the public lists;
+- ranges: one LogUp sum S over 34 looked-up values per row against `tab` = 0..2047.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from perpnet.stark import field as ff
+from perpnet.stark.air import FE, Air, Boundary, Frame
+from perpnet.stark.batch_layout import (
+    KINDS,
+    LIMB,
+    OFF_SMALL,
+    OFF_Z,
+    TABLE_SIZE,
+    Columns,
+    MarketConstants,
+)
+from perpnet.stark.field import P64, Arr, P
+
+NUM_LOOKUPS = 34
+TAG_DEPOSIT, TAG_WITHDRAWAL, TAG_FUNDING = 1, 2, 3
+EVENT_SLOTS = 7  # tag, seq, account, four amount limbs; then one slot per market index
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryTerms:
+    """Public memory tuples: one per touched account, as columns of ints."""
+
+    acct: Sequence[int]
+    version: Sequence[int]
+    collateral: Sequence[Sequence[int]]  # 5 limbs each
+    nonce: Sequence[int]
+    lots: Sequence[Sequence[int]]  # per market
+    funding: Sequence[Sequence[int]]  # per market
+
+    def components(self) -> list[FE]:
+        cols: list[Sequence[int]] = [self.acct, self.version]
+        cols += [[c[i] for c in self.collateral] for i in range(5)]
+        cols.append(self.nonce)
+        m = len(self.lots[0]) if self.lots else 0
+        cols += [[x[i] for x in self.lots] for i in range(m)]
+        cols += [[x[i] for x in self.funding] for i in range(m)]
+        return [FE.base(np.array([v % P for v in col], dtype=np.uint64)) for col in cols]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPublic:
+    """Everything the AIR's boundaries need, derived by the verifier from the statement."""
+
+    statement: bytes
+    trace_length: int
+    markets: tuple[MarketConstants, ...]
+    initial_indices: tuple[int, ...]
+    initial: MemoryTerms
+    final: MemoryTerms
+    deposits: tuple[tuple[int, int], ...]  # (account, amount)
+    withdrawals: tuple[int, ...]
+    funding: tuple[tuple[int, ...], ...]  # index vector after each funding tick
+
+
+def _dot(weights: Sequence[FE], comps: Sequence[FE]) -> FE:
+    acc = comps[0] * weights[0]
+    for w, c in zip(weights[1:], comps[1:], strict=True):
+        acc = acc + w * c
+    return acc
+
+
+def _powers(x: FE, k: int) -> list[FE]:
+    out = [FE.const(1)]
+    for _ in range(k - 1):
+        out.append(out[-1] * x)
+    return out
+
+
+class BatchAir(Air):
+    name = b"perpnet.batch.v1"
+    transition_degree = 3
+    num_aux_challenges = 5  # gamma, delta (memory), gamma2, delta2 (events), beta (lookups)
+
+    def __init__(self, public: BatchPublic) -> None:
+        self.public = public
+        self.trace_length = public.trace_length
+        self.cols = Columns(len(public.markets))
+        self.width = self.cols.width
+        self.pairs = (NUM_LOOKUPS + 1) // 2
+        self.aux_width = 4 + self.pairs
+        self.mem_slots = 8 + 2 * len(public.markets)
+        self.ev_slots = EVENT_SLOTS + len(public.markets)
+
+    def public_input_bytes(self) -> bytes:
+        return self.public.statement
+
+    # ------------------------------------------------------------ expressions
+
+    def _get(self, row: Sequence[FE]) -> Callable[[str], FE]:
+        idx = self.cols.index
+        return lambda name: row[idx[name]]
+
+    def _limbs(self, c: Callable[[str], FE], prefix: str, k: int) -> FE:
+        acc = c(f"{prefix}0")
+        for i in range(1, k):
+            acc = acc + c(f"{prefix}{i}") * (LIMB**i % P)
+        return acc
+
+    def lookups(self, c: Callable[[str], FE]) -> list[FE]:
+        """The 34 values every row range-checks into [0, 2^11)."""
+        tr = c("k_mk") + c("k_tk")
+        half = LIMB // 2
+        out = [c("r0"), c("r1")]
+        out += [c(f"cn{i}") for i in range(5)] + [c("cn4") * 32]
+        for p in ("a", "x", "y"):
+            out += [c(f"{p}0"), c(f"{p}1"), c(f"{p}1") * 2]
+        out += [c(f"z{i}") for i in range(4)] + [c("z3") * 8, c("wp")]
+        out += [c(f"v{i}") for i in range(4)]
+        out += [c("rem"), c("fb") - 1 - c("rem") + 1 - tr]
+        out += [c(f"wc{i}") + half for i in range(2)] + [c(f"wf{i}") + half for i in range(3)]
+        assert len(out) == NUM_LOOKUPS
+        return out
+
+    def _memory(self, c: Callable[[str], FE]) -> tuple[list[FE], list[FE]]:
+        """Read and write tuples of a row (same slot order as MemoryTerms)."""
+        m = len(self.public.markets)
+        kinds = [c(k) for k in KINDS]
+        mem = kinds[0]
+        for k in kinds[1:-1]:
+            mem = mem + k
+        loop = 1 - mem
+        rv = c("t") - 1 - c("r0") - c("r1") * LIMB + loop
+        read = [c("acct"), rv] + [c(f"co{i}") for i in range(5)] + [c("nonce")]
+        read += [c(f"lo{i}") for i in range(m)] + [c(f"fo{i}") for i in range(m)]
+        write = [c("acct"), c("t")] + [c(f"cn{i}") for i in range(5)]
+        write.append(c("nonce") + c("k_wd") + c("k_xo"))
+        write += [c(f"lo{i}") + c(f"e{i}") * c("D") for i in range(m)]
+        write += [c(f"fn{i}") for i in range(m)]
+        return read, write
+
+    def _event(self, c: Callable[[str], FE], d: Sequence[FE]) -> FE:
+        m = len(self.public.markets)
+        amount = [c(f"v{i}") for i in range(4)]
+        dep = _dot(d[:7], [FE.const(TAG_DEPOSIT), c("dseq"), c("acct"), *amount])
+        wd = _dot([*d[:2], *d[3:7]], [FE.const(TAG_WITHDRAWAL), c("wseq"), *amount])
+        idx = [c(f"I{i}") for i in range(m)]
+        tick = _dot([*d[:2], *d[7 : 7 + m]], [FE.const(TAG_FUNDING), c("fseq"), *idx])
+        return c("k_dep") * dep + c("k_wd") * wd + c("k_tick") * tick
+
+    # ------------------------------------------------------------ constraints
+
+    def transition(self, frame: Frame) -> list[FE]:
+        c, n = self._get(frame.cur), self._get(frame.nxt)
+        mk = self.public.markets
+        m = len(mk)
+        out: list[FE] = []
+        kinds = [c(k) for k in KINDS]
+        out += [k * (1 - k) for k in kinds]
+        s = kinds[0]
+        for k in kinds[1:]:
+            s = s + k
+        out.append(s * (1 - s))
+        e = [c(f"e{i}") for i in range(m)]
+        out += [x * (1 - x) for x in e]
+        tr = c("k_mk") + c("k_tk")
+        act = c("k_set") + tr
+        esum = e[0]
+        for x in e[1:]:
+            esum = esum + x
+        out.append(esum - act - c("k_f1"))
+        # counters, table, indices in force
+        out.append(n("t") - c("t") - 1)
+        dtab = n("tab") - c("tab")
+        out.append(dtab * (dtab - 1))
+        for seq, kind in (("dseq", "k_dep"), ("wseq", "k_wd"), ("fseq", "k_tick")):
+            out.append(n(seq) - c(seq) - n(kind))
+        out += [(1 - n("k_tick")) * (n(f"I{i}") - c(f"I{i}")) for i in range(m)]
+        # sequencing: maker, fee, taker, fee; transfer out, transfer in
+        for a, b in (("k_mk", "k_f1"), ("k_f1", "k_tk"), ("k_tk", "k_f2"), ("k_xo", "k_xi")):
+            out.append(c(a) * (1 - n(b)))
+            out.append(n(b) * (1 - c(a)))
+        fee_rows = c("k_f1") + c("k_f2")
+        out.append(fee_rows * (c("acct") - 1))
+        carry = n("k_f1") + n("k_tk")
+        for name in ("x0", "x1", "y0", "y1", *(f"e{i}" for i in range(m))):
+            out.append(carry * (n(name) - c(name)))
+        out.append(n("k_f1") * (n("sig") - c("sig")))
+        out.append(n("k_tk") * (n("sig") + c("sig")))
+        copy_v = n("k_f1") + n("k_f2") + n("k_xi")
+        out += [copy_v * (n(f"v{i}") - c(f"v{i}")) for i in range(4)]
+        # X, Y, D, sq, lots', funding'
+        x = c("x0") + c("x1") * LIMB - OFF_SMALL
+        y = c("y0") + c("y1") * LIMB - OFF_SMALL
+        lots = _dot(e, [c(f"lo{i}") for i in range(m)])
+        idx = _dot(e, [c(f"I{i}") for i in range(m)])
+        out.append(c("k_set") * (x - lots))
+        out.append(c("k_set") * (y - idx + _dot(e, [c(f"fo{i}") for i in range(m)])))
+        sig = c("sig")
+        out.append(tr * (sig * sig - 1))
+        out.append(tr * (c("D") - sig * x))
+        out.append((1 - tr) * c("D"))
+        unit = _dot(e, [FE.const(q.quote_unit) for q in mk])
+        out.append(tr * (c("sq") - sig * unit))
+        a_new = c("a0") + c("a1") * LIMB - OFF_SMALL
+        out.append(act * (a_new - lots - c("D")))
+        out.append(act * a_new * (1 - c("nz")))
+        out.append(c("G") - c("nz") * idx)
+        for i in range(m):
+            fo = c(f"fo{i}")
+            out.append(c(f"fn{i}") - fo - act * e[i] * (c("G") - fo))
+        fa = _dot(e, [c("k_mk") * q.maker_fee[0] + c("k_tk") * q.taker_fee[0] for q in mk])
+        fb = _dot(e, [c("k_mk") * q.maker_fee[1] + c("k_tk") * q.taker_fee[1] for q in mk])
+        out.append(c("fa") - fa)
+        out.append(c("fb") - fb)
+        # Z = X·Y exactly: mod p, and mod 2^11 through the low limbs
+        z_full = self._limbs(c, "z", 4) - OFF_Z
+        out.append(z_full - x * y)
+        out.append(c("x0") * c("y0") - c("z0") - c("wp") * LIMB)
+        # collateral' = collateral − cz·Z + cv·V: mod p, and mod 2^22 limb by limb
+        cz = c("k_set") + tr * c("sq")
+        cv = c("k_f1") + c("k_f2") + c("k_dep") + c("k_xi") - tr - c("k_wd") - c("k_xo")
+        v_full = self._limbs(c, "v", 4)
+        c_old = self._limbs(c, "co", 5)
+        c_new = self._limbs(c, "cn", 5)
+        out.append(c_new - c_old + cz * z_full - cv * v_full)
+        w: FE | int = 0
+        for i in range(2):
+            d = c(f"cn{i}") - c(f"co{i}") + cz * c(f"z{i}") - cv * c(f"v{i}") + w
+            out.append(d - c(f"wc{i}") * LIMB)
+            w = c(f"wc{i}")
+        # fee: fb·V = fa·Z + rem, mod p and mod 2^33
+        out.append(c("fb") * v_full - c("fa") * z_full - c("rem"))
+        w = 0
+        for i in range(3):
+            d = c("fb") * c(f"v{i}") - c("fa") * c(f"z{i}") + w
+            if i == 0:
+                d = d - c("rem")
+            out.append(d - c(f"wf{i}") * LIMB)
+            w = c(f"wf{i}")
+        if frame.challenges:
+            out += self._aux_transitions(frame, c, n)
+        return out
+
+    def _aux_transitions(
+        self, frame: Frame, c: Callable[[str], FE], n: Callable[[str], FE]
+    ) -> list[FE]:
+        gamma, delta, gamma2, delta2, beta = frame.challenges
+        zc, ec, sc, h_table, *hs = frame.aux_cur
+        zn, en, sn = frame.aux_nxt[:3]
+        dm = _powers(delta, self.mem_slots)
+        de = _powers(delta2, self.ev_slots)
+        read, write = self._memory(c)
+        out = [zn * (gamma - _dot(dm, read)) - zc * (gamma - _dot(dm, write))]
+        out.append(en - ec * (gamma2 - self._event(c, de)))
+        total = hs[0]
+        for h in hs[1:]:
+            total = total + h
+        out.append(sn - sc - total + h_table)
+        out.append(h_table * (beta - c("tab")) - c("mult"))
+        vals = self.lookups(c)
+        if len(vals) % 2:
+            vals.append(FE.const(0))
+        for j, h in enumerate(hs):
+            a, b = vals[2 * j], vals[2 * j + 1]
+            out.append(h * (beta - a) * (beta - b) - (beta * 2 - a - b))
+        return out
+
+    def boundaries(self, challenges: Sequence[FE]) -> list[Boundary]:
+        pub = self.public
+        cols = self.cols
+        last = self.trace_length - 1
+        out = [Boundary(cols["t"], 0, 1), Boundary(cols["tab"], 0, 0)]
+        out.append(Boundary(cols["tab"], last, TABLE_SIZE - 1))
+        for seq in ("dseq", "wseq", "fseq"):
+            out.append(Boundary(cols[seq], 0, 0))
+        out.append(Boundary(cols["dseq"], last, len(pub.deposits)))
+        out.append(Boundary(cols["wseq"], last, len(pub.withdrawals)))
+        out.append(Boundary(cols["fseq"], last, len(pub.funding)))
+        for i, v in enumerate(pub.initial_indices):
+            out.append(Boundary(cols[f"I{i}"], 0, v % P))
+        for k in KINDS:
+            out.append(Boundary(cols[k], 0, 0))
+            out.append(Boundary(cols[k], last, 0))
+        if challenges:
+            one, zero = ff.ext(1), ff.ext(0)
+            out += [Boundary(0, 0, one, aux=True), Boundary(1, 0, one, aux=True)]
+            out.append(Boundary(2, 0, zero, aux=True))
+            out.append(Boundary(2, last, zero, aux=True))
+            out.append(Boundary(0, last, self.memory_target(challenges), aux=True))
+            out.append(Boundary(1, last, self.event_target(challenges), aux=True))
+        return out
+
+    # ------------------------------------------------------------ public products
+
+    def memory_target(self, ch: Sequence[FE]) -> Arr:
+        """Π fp(final) / Π fp(initial): what the memory product must reach."""
+        gamma, delta = ch[0], ch[1]
+        if not self.public.initial.acct:
+            return ff.ext_one()
+        dm = _powers(delta, self.mem_slots)
+        fin = ff.ext_prod((gamma - _dot(dm, self.public.final.components())).as_ext())
+        ini = ff.ext_prod((gamma - _dot(dm, self.public.initial.components())).as_ext())
+        return ff.ext_mul(fin, ff.ext_inv(ini))
+
+    def event_target(self, ch: Sequence[FE]) -> Arr:
+        """Π fp(public events) · γ2^(rows without an event)."""
+        gamma2, delta2 = ch[2], ch[3]
+        de = _powers(delta2, self.ev_slots)
+        pub = self.public
+        m = len(pub.markets)
+        terms: list[list[int]] = []
+        for j, (acct, amount) in enumerate(pub.deposits, 1):
+            terms.append([TAG_DEPOSIT, j, acct, *_v(amount)] + [0] * m)
+        for j, amount in enumerate(pub.withdrawals, 1):
+            terms.append([TAG_WITHDRAWAL, j, 0, *_v(amount)] + [0] * m)
+        for j, vec in enumerate(pub.funding, 1):
+            terms.append([TAG_FUNDING, j, 0, 0, 0, 0, 0, *vec])
+        prod = ff.ext_one()
+        if terms:
+            cols = np.array(terms, dtype=object).T
+            comps = [FE.base(np.array([int(v) % P for v in col], dtype=np.uint64)) for col in cols]
+            prod = ff.ext_prod((ch[2] - _dot(de, comps)).as_ext())
+        quiet = self.trace_length - 1 - len(terms)
+        return ff.ext_mul(prod, ff.ext_pow(gamma2.as_ext()[:, :1], quiet))
+
+    # ------------------------------------------------------------ prover side
+
+    def lookup_values(self, main: Arr) -> Arr:
+        cols = [FE.base(col) for col in main]
+        vals = self.lookups(self._get(cols))
+        n = main.shape[1]
+        return np.stack([np.broadcast_to(v.v, (n,)) for v in vals])
+
+    def build_aux_trace(self, main: Arr, challenges: Sequence[FE]) -> Arr:
+        n = self.trace_length
+        gamma, delta, gamma2, delta2, beta = challenges
+        cols = [FE.base(col) for col in main]
+        c = self._get(cols)
+        read, write = self._memory(c)
+        dm = _powers(delta, self.mem_slots)
+        fr = _full(gamma - _dot(dm, read), n)
+        fw = _full(gamma - _dot(dm, write), n)
+        ratio = ff.ext_mul(fw, ff.ext_inv(fr))
+        z = _running_product(ratio, n)
+        ev = _full(gamma2 - self._event(c, _powers(delta2, self.ev_slots)), n)
+        e = _running_product(ev, n)
+        vals = self.lookup_values(main)
+        if len(vals) % 2:
+            vals = np.concatenate([vals, np.zeros((1, n), dtype=np.uint64)])
+        b = _full(beta, n)
+        inv = ff.ext_inv(_minus_base(b, vals))  # (4, k·n)
+        inv = inv.reshape(4, len(vals), n)
+        hs = (inv[:, 0::2] + inv[:, 1::2]) % P64  # (4, pairs, n)
+        t_inv = ff.ext_inv(_minus_base(b, main[self.cols["tab"]][None, :]))
+        ht = ff.ext_mul_base(t_inv, main[self.cols["mult"]])
+        step = (hs.sum(axis=1) % P64 + (P64 - ht)) % P64
+        s = np.zeros((4, n), dtype=np.uint64)
+        s[:, 1:] = np.cumsum(step[:, : n - 1], axis=1) % P64
+        aux = np.empty((self.aux_width, 4, n), dtype=np.uint64)
+        aux[0], aux[1], aux[2], aux[3] = z, e, s, ht
+        aux[4:] = hs.transpose(1, 0, 2)
+        return aux
+
+
+def _v(amount: int) -> list[int]:
+    return [(amount >> (11 * i)) & (LIMB - 1) for i in range(4)]
+
+
+def _full(x: FE, n: int) -> Arr:
+    return np.ascontiguousarray(np.broadcast_to(x.as_ext(), (4, n)))
+
+
+def _minus_base(b: Arr, vals: Arr) -> Arr:
+    """β − v for every value in vals ((k, n) base), flattened to (4, k·n)."""
+    k, n = vals.shape
+    out = np.empty((4, k, n), dtype=np.uint64)
+    out[0] = (b[0][None, :] + (P64 - vals)) % P64
+    out[1:] = b[1:, None, :]
+    return out.reshape(4, k * n)
+
+
+def _running_product(terms: Arr, n: int) -> Arr:
+    out = np.empty((4, n), dtype=np.uint64)
+    out[:, 0] = ff.ext_one()[:, 0]
+    out[:, 1:] = ff.ext_cumprod(terms[:, : n - 1])
+    return out

@@ -1,0 +1,149 @@
+"""The batch AIR's column layout, numeric bounds and market constants.
+
+Shared by the witness builder (which fills the columns), the AIR (which
+constrains them) and the verifier (which encodes public values the same way),
+so that the three can never disagree on where a value lives or how it is split.
+
+Every integer wider than the 31-bit field is kept in 11-bit limbs, each limb
+range-checked by a LogUp lookup into the table column `tab` = 0..2047. Signed
+values carry an offset that is a multiple of 2^33, so that low limbs of a signed
+value are its low bits and limb-wise carry equations need no offset terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+
+from perpnet.core.markets import PPM, Market, MarketSet
+
+LIMB_BITS = 11
+LIMB = 1 << LIMB_BITS
+TABLE_SIZE = LIMB
+MIN_TRACE = 4096
+"""The lookup table occupies 2^11 rows, so every trace has at least 4,096."""
+
+SMALL_BITS = 20
+"""Position lots, trade lots, prices in ticks and funding-index gaps: |x| < 2^20."""
+OFF_SMALL = 1 << SMALL_BITS
+C_BITS = 49
+"""Collateral: |C| < 2^49 quantums (about 563 million USD)."""
+OFF_C = 1 << C_BITS
+Z_BITS = 40
+"""Products X·Y: |Z| < 2^40."""
+OFF_Z = 1 << Z_BITS
+V_BITS = 44
+"""Amounts (fees, deposits, withdrawals, transfers): 0 <= V < 2^44."""
+MAX_FRACTION = 1 << 9
+"""Reduced fee fractions a/b need a, b <= 2^9 so limb carries stay in one lookup."""
+MAX_QUOTE_UNIT = 1 << 8
+"""Quantums per (lot × tick): step·tick/scale < 2^8."""
+INDEX_WINDOW = 1 << 29
+"""All funding indices of one market a batch can see lie in a window this wide."""
+MAX_ACCOUNT_ID = 1 << 30
+MAX_NONCE = 1 << 30
+
+
+def split(value: int, limbs: int) -> list[int]:
+    """Little-endian 11-bit limbs of a non-negative integer."""
+    return [(value >> (LIMB_BITS * i)) & (LIMB - 1) for i in range(limbs)]
+
+
+def c_limbs(collateral: int) -> list[int]:
+    return split(collateral + OFF_C, 5)
+
+
+def z_limbs(z: int) -> list[int]:
+    return split(z + OFF_Z, 4)
+
+
+def v_limbs(v: int) -> list[int]:
+    return split(v, 4)
+
+
+def small_limbs(x: int) -> list[int]:
+    return split(x + OFF_SMALL, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConstants:
+    """What the AIR needs of one market: quantums per lot-tick and reduced fee fractions."""
+
+    market_id: int
+    step_size: int
+    tick_size: int
+    quote_unit: int
+    maker_fee: tuple[int, int]
+    taker_fee: tuple[int, int]
+
+    @staticmethod
+    def of(market: Market) -> MarketConstants:
+        unit = market.step_size * market.tick_size // market.size_scale
+        return MarketConstants(
+            market.market_id,
+            market.step_size,
+            market.tick_size,
+            unit,
+            _fraction(unit * market.maker_fee_ppm, PPM),
+            _fraction(unit * market.taker_fee_ppm, PPM),
+        )
+
+    def encode(self) -> bytes:
+        parts = (
+            self.market_id,
+            self.step_size,
+            self.tick_size,
+            self.quote_unit,
+            *self.maker_fee,
+            *self.taker_fee,
+        )
+        return b"".join(p.to_bytes(16, "big") for p in parts)
+
+
+def _fraction(num: int, den: int) -> tuple[int, int]:
+    g = gcd(num, den)
+    return num // g, den // g
+
+
+def market_constants(markets: MarketSet) -> tuple[MarketConstants, ...]:
+    """Constants of every market, or ValueError naming a market the AIR cannot express."""
+    out = tuple(MarketConstants.of(m) for m in markets.markets)
+    for c in out:
+        if not 0 < c.quote_unit < MAX_QUOTE_UNIT:
+            raise ValueError(f"market {c.market_id}: step·tick/scale must be in [1, 2^8)")
+        for a, b in (c.maker_fee, c.taker_fee):
+            if a > MAX_FRACTION or b > MAX_FRACTION:
+                raise ValueError(f"market {c.market_id}: reduced fee fraction {a}/{b} too large")
+    return out
+
+
+KINDS = ("k_set", "k_mk", "k_tk", "k_f1", "k_f2", "k_dep", "k_wd", "k_xo", "k_xi", "k_tick")
+"""Row kinds: funding settlement of one position, maker/taker side of a trade, the fee
+pool's credit after each side, deposit, withdrawal, transfer out/in, funding tick.
+A row with no kind is padding. Every kind but k_tick is a memory operation."""
+
+
+class Columns:
+    """Column indices by name for a given number of markets."""
+
+    def __init__(self, num_markets: int) -> None:
+        m = num_markets
+        names: list[str] = ["t", "acct", "r0", "r1", *KINDS]
+        names += ["sig", "sq", "D", "nz", "G", "fa", "fb", "rem"]
+        names += [f"e{i}" for i in range(m)]
+        names += [f"co{i}" for i in range(5)] + [f"cn{i}" for i in range(5)] + ["nonce"]
+        names += [f"lo{i}" for i in range(m)] + [f"fo{i}" for i in range(m)]
+        names += [f"fn{i}" for i in range(m)] + [f"I{i}" for i in range(m)]
+        names += ["a0", "a1", "x0", "x1", "y0", "y1", "z0", "z1", "z2", "z3", "wp"]
+        names += ["v0", "v1", "v2", "v3", "wc0", "wc1", "wf0", "wf1", "wf2"]
+        names += ["dseq", "wseq", "fseq", "tab", "mult"]
+        self.names = tuple(names)
+        self.index = {n: i for i, n in enumerate(names)}
+        self.num_markets = m
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, name: str) -> int:
+        return self.index[name]

@@ -1,0 +1,321 @@
+"""What a batch proof is about, derived by the verifier from public data alone.
+
+`derive_public` is the only road from a batch's public inputs to the AIR's boundary
+values, and prover and verifier both take it. It checks, natively:
+
+- the public inputs bind the diff (diff_hash), the old root opens to the old
+  accounts root, orders root and globals, and the new root to the new ones;
+- every old leaf of the diff sits under the old accounts root and every new leaf
+  under the new one (one SMT multiproof: siblings are the same before and after,
+  since the diff holds every changed leaf); likewise for order fills;
+- the globals move as the public data says: deposit ids consumed in order, totals
+  of deposits and withdrawals, prices and funding indices replayed from the public
+  tick list (funding deltas by the core's formula), new accounts numbered in order;
+- every value lies within the AIR's bounds, so field arithmetic cannot wrap.
+
+Then it builds the memory terms (old and new leaves) and event lists the AIR's
+grand products must reach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from perpnet.core.accounts import Account
+from perpnet.core.batch import PublicInputs, encode_diff
+from perpnet.core.crypto import keccak
+from perpnet.core.encoding import Reader, decode_account
+from perpnet.core.errors import CoreError
+from perpnet.core.markets import PPB, MarketSet
+from perpnet.core.smt import EMPTY_LEAF, MultiProof, verify_multiproof
+from perpnet.core.state import StateDiff, order_leaf
+from perpnet.stark.batch_air import BatchPublic, MemoryTerms
+from perpnet.stark.batch_layout import (
+    C_BITS,
+    INDEX_WINDOW,
+    MAX_ACCOUNT_ID,
+    MAX_NONCE,
+    SMALL_BITS,
+    V_BITS,
+    MarketConstants,
+    c_limbs,
+    market_constants,
+)
+from perpnet.stark.batch_trace import TICK_FUNDING, TICK_ORACLE, Ledger, ledger_of
+from perpnet.stark.errors import StarkVerificationError
+
+END_OF_FUNDING = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class StatementExtras:
+    """Public data beyond PublicInputs that the statement needs; each piece is checked."""
+
+    old_accounts_root: bytes
+    old_orders_root: bytes
+    ticks: tuple[tuple[int, int, int], ...]
+    last_versions: tuple[int, ...]
+    trace_length: int
+    accounts_proof: bytes
+    orders_proof: bytes
+
+
+@dataclass(slots=True)
+class Globals:
+    clock_ms: int
+    next_deposit_id: int
+    next_forced_id: int
+    num_accounts: int
+    num_orders: int
+    last_funding_ms: int
+    total_deposited: int
+    total_withdrawn: int
+    prices: dict[int, int]
+    price_times: dict[int, int]
+    indices: dict[int, int]
+
+    @classmethod
+    def parse(cls, raw: bytes, markets: MarketSet) -> Globals:
+        """Decode `ExchangeState.globals_bytes()`."""
+        r = Reader(raw)
+        head = [r.int(k) for k in ("u64", "u64", "u64", "u64", "u64", "i64", "u128", "u128")]
+        prices, times, indices = {}, {}, {}
+        for market in markets.markets:
+            if r.int("u16") != market.market_id:
+                raise _fail("globals list other markets")
+            prices[market.market_id] = r.int("u128")
+            times[market.market_id] = r.int("u64")
+            indices[market.market_id] = r.int("i128")
+        r.done()
+        clock, dep, forced, accounts, orders, funding_ms, deposited, withdrawn = head
+        return cls(
+            clock, dep, forced, accounts, orders, funding_ms, deposited, withdrawn,
+            prices, times, indices,
+        )  # fmt: skip
+
+
+def _fail(why: str) -> StarkVerificationError:
+    return StarkVerificationError(f"batch statement: {why}")
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def statement_bytes(pi: PublicInputs, diff: StateDiff, ex: StatementExtras) -> bytes:
+    """Canonical bytes of the whole statement: the transcript absorbs them first."""
+    parts = [pi.encode(), ex.old_accounts_root, ex.old_orders_root]
+    parts.append(len(diff.old_globals).to_bytes(4, "big") + diff.old_globals)
+    enc = encode_diff(diff)
+    parts.append(len(enc).to_bytes(8, "big") + enc)
+    parts.append(len(ex.ticks).to_bytes(4, "big"))
+    parts += [k.to_bytes(1, "big") + m.to_bytes(2, "big") + v.to_bytes(16, "big", signed=True)
+              for k, m, v in ex.ticks]  # fmt: skip
+    parts.append(len(ex.last_versions).to_bytes(4, "big"))
+    parts += [v.to_bytes(4, "big") for v in ex.last_versions]
+    parts.append(ex.trace_length.to_bytes(4, "big"))
+    for proof in (ex.accounts_proof, ex.orders_proof):
+        parts.append(len(proof).to_bytes(4, "big") + proof)
+    return b"".join(parts)
+
+
+def _check_roots(pi: PublicInputs, diff: StateDiff, ex: StatementExtras) -> None:
+    if keccak(encode_diff(diff)) != pi.diff_hash:
+        raise _fail("diff_hash does not match the state diff")
+    if diff.old_root != pi.old_root or diff.new_root != pi.new_root:
+        raise _fail("state diff roots differ from the public inputs")
+    if diff.new_globals != pi.globals:
+        raise _fail("state diff globals differ from the public inputs")
+    old = keccak(ex.old_accounts_root + ex.old_orders_root + keccak(diff.old_globals))
+    if old != pi.old_root:
+        raise _fail("old root does not open to the given accounts/orders roots and globals")
+    ids = [a.account_id for a in diff.accounts]
+    if ids != sorted(set(ids)):
+        raise _fail("diff accounts are not strictly increasing")
+    if ids:
+        old_leaves = {a.account_id: keccak(a.old_leaf) if a.old_leaf else EMPTY_LEAF
+                      for a in diff.accounts}  # fmt: skip
+        new_leaves = {a.account_id: keccak(a.new_leaf) for a in diff.accounts}
+        _check_multiproof(ex.accounts_proof, ids, old_leaves, ex.old_accounts_root, "old accounts")
+        _check_multiproof(ex.accounts_proof, ids, new_leaves, pi.accounts_root, "new accounts")
+    elif ex.accounts_proof:
+        raise _fail("accounts multiproof without accounts")
+    slots = [o.slot for o in diff.orders]
+    if slots:
+        old_orders = {o.slot: order_leaf(o.order_hash, o.old_filled) if o.old_filled else EMPTY_LEAF
+                      for o in diff.orders}  # fmt: skip
+        new_orders = {o.slot: order_leaf(o.order_hash, o.new_filled) for o in diff.orders}
+        if len(old_orders) != len(slots):
+            raise _fail("order slots repeat")
+        _check_multiproof(ex.orders_proof, slots, old_orders, ex.old_orders_root, "old orders")
+        _check_multiproof(ex.orders_proof, slots, new_orders, pi.orders_root, "new orders")
+    elif ex.orders_proof:
+        raise _fail("orders multiproof without orders")
+
+
+def _check_multiproof(
+    raw: bytes, indices: Sequence[int], leaves: dict[int, bytes], root: bytes, what: str
+) -> None:
+    try:
+        proof = MultiProof.from_bytes(raw)
+    except CoreError as exc:
+        raise _fail(f"{what}: {exc}") from None
+    if list(proof.indices) != sorted(indices):
+        raise _fail(f"{what}: multiproof indices differ from the diff")
+    if not verify_multiproof(root, leaves, proof, proof.depth):
+        raise _fail(f"{what}: leaves do not open to the root")
+
+
+def _replay_ticks(
+    ticks: Sequence[tuple[int, int, int]], g: Globals, markets: MarketSet
+) -> list[tuple[int, ...]]:
+    """Prices and indices after the public ticks; the index vector after each funding tick."""
+    prices, indices = dict(g.prices), dict(g.indices)
+    out: list[tuple[int, ...]] = []
+    rates: list[tuple[int, int]] = []
+    for kind, market_id, value in ticks:
+        if kind == TICK_ORACLE:
+            if rates or market_id not in prices or value <= 0:
+                raise _fail("malformed oracle tick")
+            prices[market_id] = value
+        elif kind == TICK_FUNDING and market_id == END_OF_FUNDING:
+            deltas = []
+            for m, rate in rates:
+                market = markets.get(m)
+                if abs(rate) > market.max_funding_rate_ppb or prices.get(m, 0) <= 0:
+                    raise _fail("funding rate above the clamp or without a price")
+                delta = _trunc_div(rate * prices[m] * market.step_size, market.size_scale * PPB)
+                deltas.append((m, delta))
+            for m, delta in deltas:
+                indices[m] += delta
+            out.append(tuple(indices[m.market_id] for m in markets.markets))
+            rates = []
+        elif kind == TICK_FUNDING and market_id in indices:
+            if any(m == market_id for m, _ in rates):
+                raise _fail("market repeated in a funding tick")
+            rates.append((market_id, value))
+        else:
+            raise _fail("malformed tick")
+    if rates:
+        raise _fail("unterminated funding tick")
+    g.prices, g.indices = prices, indices
+    return out
+
+
+def _decode(account_id: int, leaf: bytes) -> Account | None:
+    if not leaf:
+        return None
+    try:
+        return decode_account(account_id, leaf)
+    except CoreError as exc:
+        raise _fail(f"account {account_id}: bad leaf: {exc}") from None
+
+
+def _ledger(acct: Account | None, consts: Sequence[MarketConstants], account_id: int) -> Ledger:
+    if acct is not None and any(m not in {c.market_id for c in consts} for m in acct.positions):
+        raise _fail(f"account {account_id}: position in an unknown market")
+    try:
+        led = ledger_of(acct, consts)
+    except Exception:
+        raise _fail(f"account {account_id}: position off step") from None
+    if not -(1 << C_BITS) < led.collateral < 1 << C_BITS or not 0 <= led.nonce < MAX_NONCE:
+        raise _fail(f"account {account_id}: collateral or nonce beyond the AIR's bounds")
+    if any(not -(1 << SMALL_BITS) < x < 1 << SMALL_BITS for x in led.lots):
+        raise _fail(f"account {account_id}: position beyond the AIR's bounds")
+    return led
+
+
+def _terms(ids: Sequence[int], versions: Sequence[int], leds: Sequence[Ledger]) -> MemoryTerms:
+    return MemoryTerms(
+        acct=list(ids),
+        version=list(versions),
+        collateral=[c_limbs(x.collateral) for x in leds],
+        nonce=[x.nonce for x in leds],
+        lots=[x.lots for x in leds],
+        funding=[x.funding for x in leds],
+    )
+
+
+def derive_public(
+    pi: PublicInputs, diff: StateDiff, ex: StatementExtras, markets: MarketSet
+) -> BatchPublic:
+    """Check the statement natively and derive the AIR's public values, or raise."""
+    try:
+        consts = market_constants(markets)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    _check_roots(pi, diff, ex)
+    try:
+        old_g = Globals.parse(diff.old_globals, markets)
+        new_g = Globals.parse(pi.globals, markets)
+    except (CoreError, TypeError):
+        raise _fail("globals do not decode for these markets") from None
+    if pi.forced:
+        raise _fail("forced withdrawals are not supported by batch AIR v1")
+    dep_ids = [d.deposit_id for d in pi.deposits]
+    if dep_ids != list(range(old_g.next_deposit_id, old_g.next_deposit_id + len(dep_ids))):
+        raise _fail("deposits are not consumed in order")
+    if new_g.next_deposit_id != old_g.next_deposit_id + len(dep_ids):
+        raise _fail("next deposit id does not advance by the deposits consumed")
+    if new_g.total_deposited != old_g.total_deposited + sum(d.amount for d in pi.deposits):
+        raise _fail("total deposited does not match the deposits")
+    if new_g.total_withdrawn != old_g.total_withdrawn + sum(w.amount for w in pi.withdrawals):
+        raise _fail("total withdrawn does not match the withdrawals")
+    if new_g.next_forced_id != old_g.next_forced_id:
+        raise _fail("forced request counter moved without forced withdrawals")
+    amounts = [d.amount for d in pi.deposits] + [w.amount for w in pi.withdrawals]
+    if any(not 0 < a < 1 << V_BITS for a in amounts):
+        raise _fail("a deposit or withdrawal amount is beyond the AIR's bounds")
+    initial = [old_g.indices[c.market_id] for c in consts]
+    funding = _replay_ticks(ex.ticks, old_g, markets)
+    if old_g.prices != new_g.prices or old_g.indices != new_g.indices:
+        raise _fail("prices or funding indices differ from the replayed ticks")
+
+    ids = [a.account_id for a in diff.accounts]
+    if len(ex.last_versions) != len(ids) or any(i >= MAX_ACCOUNT_ID for i in ids):
+        raise _fail("one last version per diff account, ids below 2^30")
+    created = [a.account_id for a in diff.accounts if not a.old_leaf]
+    if created != list(range(old_g.num_accounts, old_g.num_accounts + len(created))):
+        raise _fail("new accounts are not numbered in order")
+    if new_g.num_accounts != old_g.num_accounts + len(created):
+        raise _fail("account count does not match the new accounts")
+    if new_g.num_orders != old_g.num_orders + sum(1 for o in diff.orders if not o.old_filled):
+        raise _fail("order count does not match the new order slots")
+    old_l, new_l, owners = [], [], {}
+    for a in diff.accounts:
+        before = _decode(a.account_id, a.old_leaf)
+        after = _decode(a.account_id, a.new_leaf)
+        if after is None:
+            raise _fail(f"account {a.account_id} has no new leaf")
+        if before is not None and (before.owner, before.subaccount) != (
+            after.owner,
+            after.subaccount,
+        ):
+            raise _fail(f"account {a.account_id} changed owner")
+        owners[(after.owner, after.subaccount)] = a.account_id
+        old_l.append(_ledger(before, consts, a.account_id))
+        new_l.append(_ledger(after, consts, a.account_id))
+    deposits = []
+    for d in pi.deposits:
+        acct = owners.get((d.owner, d.subaccount))
+        if acct is None:
+            raise _fail(f"deposit {d.deposit_id} credits no account of the diff")
+        deposits.append((acct, d.amount))
+    for i, c in enumerate(consts):
+        seen = [initial[i], *(v[i] for v in funding)]
+        seen += [x.funding[i] for x in old_l + new_l if x.lots[i]]
+        if max(seen) - min(seen) >= INDEX_WINDOW:
+            raise _fail(f"market {c.market_id}: funding indices span more than 2^29")
+    return BatchPublic(
+        statement=statement_bytes(pi, diff, ex),
+        trace_length=ex.trace_length,
+        markets=consts,
+        initial_indices=tuple(initial),
+        initial=_terms(ids, [0] * len(ids), old_l),
+        final=_terms(ids, ex.last_versions, new_l),
+        deposits=tuple(deposits),
+        withdrawals=tuple(w.amount for w in pi.withdrawals),
+        funding=tuple(funding),
+    )

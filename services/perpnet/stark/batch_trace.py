@@ -1,0 +1,414 @@
+"""The batch witness: replay a batch with the core state machine and lay out its rows.
+
+The exchange rules are never re-implemented here: every transaction is applied
+with `ExchangeState.apply(tx, authenticated=True)`, and the rows only decompose
+what the core did (funding settlement per position, then the transaction's own
+effect) into the steps the AIR constrains. The decomposition is checked against
+the core's resulting accounts, so a mismatch is an error, never a silent proof.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perpnet.core.accounts import FEE_POOL_ID, Account
+from perpnet.core.errors import CoreError
+from perpnet.core.events import Filled
+from perpnet.core.state import ExchangeState
+from perpnet.core.txs import Deposit, FundingTick, OraclePriceTick, Trade, Transfer, Tx, Withdraw
+from perpnet.stark.batch_layout import (
+    C_BITS,
+    KINDS,
+    LIMB,
+    LIMB_BITS,
+    MAX_ACCOUNT_ID,
+    MAX_NONCE,
+    MIN_TRACE,
+    OFF_SMALL,
+    SMALL_BITS,
+    TABLE_SIZE,
+    V_BITS,
+    Columns,
+    MarketConstants,
+    c_limbs,
+    market_constants,
+    small_limbs,
+    v_limbs,
+    z_limbs,
+)
+from perpnet.stark.errors import StarkProverError
+from perpnet.stark.field import P
+
+TICK_ORACLE = 1
+TICK_FUNDING = 2
+
+
+@dataclass(slots=True)
+class Ledger:
+    """The part of an account the AIR tracks: collateral, nonce, lots and funding snapshots."""
+
+    collateral: int
+    nonce: int
+    lots: list[int]
+    funding: list[int]
+
+    def copy(self) -> Ledger:
+        return Ledger(self.collateral, self.nonce, list(self.lots), list(self.funding))
+
+
+def ledger_of(account: Account | None, consts: Sequence[MarketConstants]) -> Ledger:
+    """An account's tracked values; absent positions are (0 lots, funding snapshot 0)."""
+    if account is None:
+        return Ledger(0, 0, [0] * len(consts), [0] * len(consts))
+    lots, funding = [], []
+    for c in consts:
+        pos = account.positions.get(c.market_id)
+        if pos is None:
+            lots.append(0)
+            funding.append(0)
+        else:
+            if pos.size % c.step_size:
+                raise StarkProverError(f"account {account.account_id}: position off step")
+            lots.append(pos.size // c.step_size)
+            funding.append(pos.funding_index)
+    return Ledger(account.collateral, account.nonce, lots, funding)
+
+
+@dataclass(slots=True)
+class Witness:
+    """The main trace and what the statement needs from the prover's side."""
+
+    trace: np.ndarray
+    last_version: dict[int, int]
+    ticks: list[tuple[int, int, int]]
+    """(kind, market, price or funding rate) in batch order, for the verifier's replay."""
+    rows_used: int
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+class _Rows:
+    """Accumulates rows as dicts of integers, then packs them into field columns."""
+
+    def __init__(self, cols: Columns, consts: Sequence[MarketConstants], indices: list[int]):
+        self.cols = cols
+        self.consts = consts
+        self.m = len(consts)
+        self.rows: list[dict[str, int]] = []
+        self.last: dict[int, int] = {}
+        self.indices = list(indices)
+        self.seq = {"dseq": 0, "wseq": 0, "fseq": 0}
+        self.pad()
+
+    def _base(self) -> dict[str, int]:
+        t = len(self.rows) + 1
+        row: dict[str, int] = {"t": t, **self.seq}
+        for i, v in enumerate(self.indices):
+            row[f"I{i}"] = v
+        return row
+
+    def pad(self, kind: str | None = None) -> None:
+        """A memory no-op: reads and writes the same tuple at version t (account 0, zeros)."""
+        row = self._base()
+        if kind is not None:
+            row[kind] = 1
+        self._ledger(row, Ledger(0, 0, [0] * self.m, [0] * self.m), 0)
+        self._fill(row)
+        self.rows.append(row)
+
+    def _ledger(self, row: dict[str, int], before: Ledger, collateral_after: int) -> None:
+        for i, limb in enumerate(c_limbs(before.collateral)):
+            row[f"co{i}"] = limb
+        for i, limb in enumerate(c_limbs(collateral_after)):
+            row[f"cn{i}"] = limb
+        row["nonce"] = before.nonce
+        for i in range(self.m):
+            row[f"lo{i}"] = before.lots[i]
+            row[f"fo{i}"] = before.funding[i]
+            row[f"fn{i}"] = before.funding[i]
+
+    def _fill(self, row: dict[str, int]) -> None:
+        """Defaults for the product, amount and carry columns (X = Y = Z = V = 0)."""
+        row.setdefault("a0", 0)
+        row.setdefault("a1", OFF_SMALL >> LIMB_BITS)
+        for name, value in zip(("x0", "x1"), small_limbs(row.pop("_X", 0)), strict=True):
+            row.setdefault(name, value)
+        for name, value in zip(("y0", "y1"), small_limbs(row.pop("_Y", 0)), strict=True):
+            row.setdefault(name, value)
+        x = row["x0"] + LIMB * row["x1"] - OFF_SMALL
+        y = row["y0"] + LIMB * row["y1"] - OFF_SMALL
+        z = x * y
+        zl = z_limbs(z)
+        for i, limb in enumerate(zl):
+            row[f"z{i}"] = limb
+        row["wp"] = _exact_div(row["x0"] * row["y0"] - zl[0], "product carry")
+        v = row.pop("_V", 0)
+        vl = v_limbs(v)
+        for i, limb in enumerate(vl):
+            row[f"v{i}"] = limb
+        kind = {k: row.get(k, 0) for k in KINDS}
+        tr = kind["k_mk"] + kind["k_tk"]
+        cz = kind["k_set"] + tr * row.get("sq", 0)
+        cv = kind["k_f1"] + kind["k_f2"] + kind["k_dep"] + kind["k_xi"]
+        cv -= tr + kind["k_wd"] + kind["k_xo"]
+        w = 0
+        for i in range(2):
+            w = _exact_div(
+                row[f"cn{i}"] - row[f"co{i}"] + cz * zl[i] - cv * vl[i] + w, "collateral carry"
+            )
+            row[f"wc{i}"] = w
+        fa, fb, rem = row.get("fa", 0), row.get("fb", 0), row.get("rem", 0)
+        w = 0
+        for i in range(3):
+            w = _exact_div(fb * vl[i] - fa * zl[i] - (rem if i == 0 else 0) + w, "fee carry")
+            row[f"wf{i}"] = w
+
+    def mem(
+        self,
+        kind: str,
+        acct: int,
+        before: Ledger,
+        after: Ledger,
+        *,
+        market: int | None = None,
+        **extra: int,
+    ) -> None:
+        row = self._base()
+        row[kind] = 1
+        row["acct"] = acct
+        rv = self.last.get(acct, 0)
+        r = row["t"] - 1 - rv
+        row["r0"], row["r1"] = r & (LIMB - 1), r >> LIMB_BITS
+        self.last[acct] = row["t"]
+        self._ledger(row, before, after.collateral)
+        for i in range(self.m):
+            row[f"fn{i}"] = after.funding[i]
+        if market is not None:
+            row[f"e{market}"] = 1
+        row.update(extra)
+        if kind in ("k_set", "k_mk", "k_tk"):
+            assert market is not None
+            lots = after.lots[market]
+            row["a0"], row["a1"] = small_limbs(lots)
+            row["nz"] = 1 if lots else 0
+            row["G"] = self.indices[market] if lots else 0
+        self._fill(row)
+        self.rows.append(row)
+
+
+def _exact_div(value: int, what: str) -> int:
+    if value % LIMB:
+        raise StarkProverError(f"internal error: {what} is not exact")
+    return value // LIMB
+
+
+def _check_ledger(acct: int, ledger: Ledger) -> None:
+    if not 0 <= acct < MAX_ACCOUNT_ID:
+        raise StarkProverError(f"account id {acct} is beyond the AIR's 2^30 bound")
+    if not -(1 << C_BITS) < ledger.collateral < 1 << C_BITS:
+        raise StarkProverError(f"account {acct}: collateral beyond the AIR's ±2^49 bound")
+    if not 0 <= ledger.nonce < MAX_NONCE:
+        raise StarkProverError(f"account {acct}: nonce beyond the AIR's 2^30 bound")
+    for lots in ledger.lots:
+        if not -(1 << SMALL_BITS) < lots < 1 << SMALL_BITS:
+            raise StarkProverError(f"account {acct}: position beyond the AIR's ±2^20 lots")
+
+
+def _check_small(value: int, what: str) -> None:
+    if not -(1 << SMALL_BITS) < value < 1 << SMALL_BITS:
+        raise StarkProverError(f"{what} {value} is beyond the AIR's ±2^20 bound")
+
+
+def _check_amount(value: int, what: str) -> None:
+    if not 0 <= value < 1 << V_BITS:
+        raise StarkProverError(f"{what} {value} is beyond the AIR's [0, 2^44) bound")
+
+
+class _Builder:
+    def __init__(self, state: ExchangeState) -> None:
+        self.state = state
+        self.consts = market_constants(state.markets)
+        self.ids = [c.market_id for c in self.consts]
+        self.cols = Columns(len(self.consts))
+        self.rows = _Rows(self.cols, self.consts, [state.funding_index[m] for m in self.ids])
+        self.ledgers: dict[int, Ledger] = {}
+        self.ticks: list[tuple[int, int, int]] = []
+
+    def known(self, owner: bytes, subaccount: int) -> int:
+        """The id the core uses (or will create) for an account, its ledger loaded now."""
+        acct = self.state.account_id(owner, subaccount)
+        acct = len(self.state.accounts) if acct is None else acct
+        self.ledger(acct)
+        return acct
+
+    def ledger(self, acct: int) -> Ledger:
+        led = self.ledgers.get(acct)
+        if led is None:
+            led = ledger_of(self.state.accounts.get(acct), self.consts)
+            _check_ledger(acct, led)
+            self.ledgers[acct] = led
+        return led
+
+    def settle(self, acct: int) -> None:
+        """One k_set row per held position whose funding snapshot is stale."""
+        led = self.ledger(acct)
+        for i in range(len(self.consts)):
+            lots, index = led.lots[i], self.rows.indices[i]
+            if lots == 0 or led.funding[i] == index:
+                continue
+            gap = index - led.funding[i]
+            _check_small(gap, "funding index gap")
+            after = led.copy()
+            after.collateral -= lots * gap
+            after.funding[i] = index
+            self.rows.mem("k_set", acct, led, after, market=i, _X=lots, _Y=gap)
+            self.ledgers[acct] = led = after
+
+    def credit(self, kind: str, acct: int, amount: int, **extra: int) -> None:
+        led = self.ledger(acct)
+        after = led.copy()
+        sign = 1 if kind in ("k_f1", "k_f2", "k_dep", "k_xi") else -1
+        after.collateral += sign * amount
+        if kind in ("k_wd", "k_xo"):
+            after.nonce += 1
+        _check_amount(amount, "amount")
+        self.rows.mem(kind, acct, led, after, _V=amount, **extra)
+        self.ledgers[acct] = after
+
+    def side(
+        self, kind: str, acct: int, i: int, sign: int, lots: int, ticks: int, fee: int
+    ) -> None:
+        c = self.consts[i]
+        fa, fb = c.maker_fee if kind == "k_mk" else c.taker_fee
+        led = self.ledger(acct)
+        after = led.copy()
+        after.lots[i] += sign * lots
+        after.collateral -= sign * lots * ticks * c.quote_unit + fee
+        after.funding[i] = self.rows.indices[i] if after.lots[i] else 0
+        _check_small(after.lots[i], "position")
+        _check_amount(fee, "fee")
+        rem = fb * fee - fa * lots * ticks
+        extra = {"sig": sign % P, "sq": sign * c.quote_unit, "D": sign * lots, "fa": fa}
+        self.rows.mem(
+            kind, acct, led, after, market=i, _X=lots, _Y=ticks, _V=fee, fb=fb, rem=rem, **extra
+        )
+        self.ledgers[acct] = after
+
+    def apply(self, tx: Tx) -> None:
+        st = self.state
+        if isinstance(tx, OraclePriceTick):
+            st.apply(tx, authenticated=True)
+            self.ticks.append((TICK_ORACLE, tx.market_id, tx.price))
+            return
+        if isinstance(tx, FundingTick):
+            st.apply(tx, authenticated=True)
+            for market_id, rate in tx.rates:
+                self.ticks.append((TICK_FUNDING, market_id, rate))
+            self.ticks.append((TICK_FUNDING, 0xFFFF, 0))  # end of one funding tick
+            self.rows.indices = [st.funding_index[m] for m in self.ids]
+            self.rows.seq["fseq"] += 1
+            self.rows.pad("k_tick")
+            return
+        if isinstance(tx, Deposit):
+            acct = self.known(tx.owner, tx.subaccount)
+            st.apply(tx, authenticated=True)
+            self.rows.seq["dseq"] += 1
+            self.credit("k_dep", acct, tx.amount)
+        elif isinstance(tx, Withdraw):
+            acct = self.known(tx.owner, tx.subaccount)
+            st.apply(tx, authenticated=True)
+            self.settle(acct)
+            self.rows.seq["wseq"] += 1
+            self.credit("k_wd", acct, tx.amount)
+        elif isinstance(tx, Transfer):
+            src = self.known(tx.owner, tx.subaccount)
+            dst = self.known(tx.to_owner, tx.to_subaccount)
+            st.apply(tx, authenticated=True)
+            self.settle(src)
+            self.credit("k_xo", src, tx.amount)
+            self.credit("k_xi", dst, tx.amount)
+        elif isinstance(tx, Trade):
+            maker = self.known(tx.maker.order.owner, tx.maker.order.subaccount)
+            taker = self.known(tx.taker.order.owner, tx.taker.order.subaccount)
+            self.ledger(FEE_POOL_ID)
+            events = st.apply(tx, authenticated=True)
+            fill = next(e for e in events if isinstance(e, Filled))
+            i = self.ids.index(fill.market_id)
+            c = self.consts[i]
+            lots, ticks = fill.size // c.step_size, fill.price // c.tick_size
+            _check_small(lots, "trade size in lots")
+            _check_small(ticks, "trade price in ticks")
+            self.settle(maker)
+            self.settle(taker)
+            sign = 1 if fill.maker_is_buy else -1
+            self.side("k_mk", maker, i, sign, lots, ticks, fill.maker_fee)
+            self.credit(
+                "k_f1", FEE_POOL_ID, fill.maker_fee, e_market=i, _X=lots, _Y=ticks, sig=sign % P
+            )
+            self.side("k_tk", taker, i, -sign, lots, ticks, fill.taker_fee)
+            self.credit("k_f2", FEE_POOL_ID, fill.taker_fee)
+        else:
+            raise StarkProverError(f"{type(tx).__name__} is not supported by batch AIR v1")
+        for acct in st.last_touched:
+            self.ledger(acct)  # bounds-check accounts new to this batch
+            got = ledger_of(st.accounts[acct], self.consts)
+            if got != self.ledgers[acct]:
+                raise StarkProverError(
+                    f"internal error: rows for account {acct} disagree with the core"
+                )
+            _check_ledger(acct, got)
+
+
+def build_witness(state: ExchangeState, txs: Sequence[Tx]) -> Witness:
+    """Apply `txs` to `state` (mutated: pass a copy) and return the batch's trace.
+
+    Raises CoreError if the core refuses a transaction (the batch is invalid) and
+    StarkProverError if the batch is valid but outside what the AIR can express.
+    """
+    b = _Builder(state)
+    for tx in txs:
+        try:
+            b.apply(tx)
+        except CoreError as exc:
+            raise StarkProverError(f"the core refuses the batch: {exc}") from exc
+    rows = b.rows.rows
+    used = len(rows)
+    n = max(MIN_TRACE, 1 << used.bit_length())  # at least one padding row at the end
+    while len(rows) < n:
+        b.rows.pad()
+    trace = pack(b.cols, rows)
+    kinds = {k: int(trace[b.cols[k]].sum()) for k in KINDS}
+    return Witness(trace, dict(b.rows.last), b.ticks, used, kinds)
+
+
+def pack(cols: Columns, rows: list[dict[str, int]]) -> np.ndarray:
+    """Rows of integers -> (width, n) canonical field elements, plus the lookup table."""
+    n = len(rows)
+    out = np.zeros((cols.width, n), dtype=np.int64)
+    ints: dict[str, list[int]] = {name: [0] * n for name in cols.names}
+    for r, row in enumerate(rows):
+        for name, value in row.items():
+            if name == "e_market":
+                ints[f"e{value}"][r] = 1
+            else:
+                ints[name][r] = value
+    for name, values in ints.items():
+        out[cols[name]] = np.array([v % P for v in values], dtype=np.int64)
+    tab = np.minimum(np.arange(n), TABLE_SIZE - 1)
+    out[cols["tab"]] = tab
+    return out.astype(np.uint64)
+
+
+def set_multiplicities(cols: Columns, trace: np.ndarray, lookups: np.ndarray) -> None:
+    """Fill `mult` from the lookup values of rows 0..n-2 ((k, n) array)."""
+    n = trace.shape[1]
+    vals = lookups[:, : n - 1].ravel()
+    if vals.size and int(vals.max()) >= TABLE_SIZE:
+        bad = int(np.argmax(lookups[:, : n - 1].max(axis=0) >= TABLE_SIZE))
+        raise StarkProverError(f"a range-checked value is out of range at row {bad}")
+    counts = np.bincount(vals.astype(np.int64), minlength=TABLE_SIZE)
+    mult = np.zeros(n, dtype=np.uint64)
+    mult[:TABLE_SIZE] = counts
+    trace[cols["mult"]] = mult
