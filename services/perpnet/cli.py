@@ -122,6 +122,21 @@ def bench_stf(
     emit(result)
 
 
+@bench.command("prove")
+def bench_prove(
+    sizes: str = typer.Option(
+        "64,256,1024,4096", help="batch sizes (transactions), comma-separated"
+    ),
+    repeats: int = typer.Option(3, min=1),
+) -> None:
+    """Batch proofs: prove and verify time, proof bytes, trace size, security bits."""
+    from perpnet.stark import batch_bench
+
+    parsed = tuple(int(x) for x in sizes.split(",") if x.strip())
+    with err.status("batch proof benchmark"):
+        emit(batch_bench.run(sizes=parsed, repeats=repeats))
+
+
 @bench.command("l1")
 def bench_l1() -> None:
     """L1 gas: per state update by batch size, deposit, claim, forced request, escape."""
