@@ -19,6 +19,7 @@ from rich.table import Table
 from perpnet import __version__
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.markets import PPM, USD, MarketSet
+from perpnet.devnet.cli import app as devnet_app
 from perpnet.l1.cli import app as l1_app
 
 app = typer.Typer(help="perpnet: a local testnet of a perpetual-futures exchange on a STARK rollup")
@@ -27,6 +28,7 @@ key = typer.Typer(help="Account keys (secp256k1, Ethereum addresses).")
 app.add_typer(bench, name="bench")
 app.add_typer(key, name="key")
 app.add_typer(l1_app, name="l1")
+app.add_typer(devnet_app, name="devnet")
 err = Console(stderr=True)
 out = Console()
 
