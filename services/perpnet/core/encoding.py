@@ -223,6 +223,14 @@ def encode_order(order: Order) -> bytes:
     return w.getvalue()
 
 
+def decode_order(data: bytes) -> Order:
+    """Strict inverse of encode_order (an order as signed, without its signature)."""
+    r = Reader(data)
+    order = Order(**_read_fields(r, _ORDER_SCHEMA, Domain()))
+    r.done()
+    return order
+
+
 _ACCOUNT_HEAD = (("owner", "addr"), ("subaccount", "u32"), ("collateral", "i128"), ("nonce", "u64"))
 
 

@@ -89,6 +89,7 @@ class BatchStatus(StrEnum):
     PROVEN = "proven"
     POSTED = "posted"
     VERIFIED = "verified"
+    FAILED = "failed"  # the prover refused it (`failure` says why); terminal
 
 
 class BatchRecord(Staged, Base):
@@ -99,6 +100,7 @@ class BatchRecord(Staged, Base):
         BatchStatus.PROVEN: "proven_ms",
         BatchStatus.POSTED: "posted_ms",
         BatchStatus.VERIFIED: "verified_ms",
+        BatchStatus.FAILED: "failed_ms",
     }
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -114,7 +116,10 @@ class BatchRecord(Staged, Base):
     proven_ms: Mapped[int | None] = mapped_column(BigInteger)
     posted_ms: Mapped[int | None] = mapped_column(BigInteger)
     verified_ms: Mapped[int | None] = mapped_column(BigInteger)
+    failed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    failure: Mapped[str | None] = mapped_column(String(500))  # why the prover refused it
     l1_tx: Mapped[bytes | None] = mapped_column(LargeBinary(32))  # the state update on L1
+    l1_gas: Mapped[int | None] = mapped_column(BigInteger)  # gas the state update used
 
 
 class ProofRecord(Base):
@@ -193,6 +198,7 @@ class WithdrawalRecord(Staged, Base):
 
 class OrderStatus(StrEnum):
     OPEN = "open"
+    PENDING = "pending"  # a conditional order waiting for its trigger
     FILLED = "filled"
     CANCELLED = "cancelled"
     EXPIRED = "expired"

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17perpnet/v1/margin.proto\x12\nperpnet.v1\"7\n\x11\x43heckOrderRequest\x12\r\n\x05order\x18\x01 \x01(\x0c\x12\x13\n\x0bopen_orders\x18\x02 \x03(\x0c\"f\n\x0f\x43heckOrderReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\t\x12%\n\x04risk\x18\x04 \x01(\x0b\x32\x17.perpnet.v1.AccountRisk\":\n\x15GetAccountRiskRequest\x12\r\n\x05owner\x18\x01 \x01(\x0c\x12\x12\n\nsubaccount\x18\x02 \x01(\r\"\x7f\n\x0b\x41\x63\x63ountRisk\x12\x12\n\naccount_id\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07initial\x18\x03 \x01(\t\x12\x13\n\x0bmaintenance\x18\x04 \x01(\t\x12\x14\n\x0cliquidatable\x18\x05 \x01(\x08\x12\x11\n\tas_of_seq\x18\x06 \x01(\x04\x32\xa0\x01\n\x06Margin\x12H\n\nCheckOrder\x12\x1d.perpnet.v1.CheckOrderRequest\x1a\x1b.perpnet.v1.CheckOrderReply\x12L\n\x0eGetAccountRisk\x12!.perpnet.v1.GetAccountRiskRequest\x1a\x17.perpnet.v1.AccountRiskb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17perpnet/v1/margin.proto\x12\nperpnet.v1\"7\n\x11\x43heckOrderRequest\x12\r\n\x05order\x18\x01 \x01(\x0c\x12\x13\n\x0bopen_orders\x18\x02 \x03(\x0c\"w\n\x0f\x43heckOrderReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\t\x12%\n\x04risk\x18\x04 \x01(\x0b\x32\x17.perpnet.v1.AccountRisk\x12\x0f\n\x07message\x18\x05 \x01(\t\":\n\x15GetAccountRiskRequest\x12\r\n\x05owner\x18\x01 \x01(\x0c\x12\x12\n\nsubaccount\x18\x02 \x01(\r\"\x7f\n\x0b\x41\x63\x63ountRisk\x12\x12\n\naccount_id\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07initial\x18\x03 \x01(\t\x12\x13\n\x0bmaintenance\x18\x04 \x01(\t\x12\x14\n\x0cliquidatable\x18\x05 \x01(\x08\x12\x11\n\tas_of_seq\x18\x06 \x01(\x04\x32\xa0\x01\n\x06Margin\x12H\n\nCheckOrder\x12\x1d.perpnet.v1.CheckOrderRequest\x1a\x1b.perpnet.v1.CheckOrderReply\x12L\n\x0eGetAccountRisk\x12!.perpnet.v1.GetAccountRiskRequest\x1a\x17.perpnet.v1.AccountRiskb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKORDERREQUEST']._serialized_start=39
   _globals['_CHECKORDERREQUEST']._serialized_end=94
   _globals['_CHECKORDERREPLY']._serialized_start=96
-  _globals['_CHECKORDERREPLY']._serialized_end=198
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=200
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=258
-  _globals['_ACCOUNTRISK']._serialized_start=260
-  _globals['_ACCOUNTRISK']._serialized_end=387
-  _globals['_MARGIN']._serialized_start=390
-  _globals['_MARGIN']._serialized_end=550
+  _globals['_CHECKORDERREPLY']._serialized_end=215
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=217
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=275
+  _globals['_ACCOUNTRISK']._serialized_start=277
+  _globals['_ACCOUNTRISK']._serialized_end=404
+  _globals['_MARGIN']._serialized_start=407
+  _globals['_MARGIN']._serialized_end=567
 # @@protoc_insertion_point(module_scope)

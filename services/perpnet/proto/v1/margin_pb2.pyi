@@ -15,16 +15,18 @@ class CheckOrderRequest(_message.Message):
     def __init__(self, order: _Optional[bytes] = ..., open_orders: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class CheckOrderReply(_message.Message):
-    __slots__ = ("ok", "reason", "position", "risk")
+    __slots__ = ("ok", "reason", "position", "risk", "message")
     OK_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     RISK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     reason: str
     position: str
     risk: AccountRisk
-    def __init__(self, ok: _Optional[bool] = ..., reason: _Optional[str] = ..., position: _Optional[str] = ..., risk: _Optional[_Union[AccountRisk, _Mapping]] = ...) -> None: ...
+    message: str
+    def __init__(self, ok: _Optional[bool] = ..., reason: _Optional[str] = ..., position: _Optional[str] = ..., risk: _Optional[_Union[AccountRisk, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetAccountRiskRequest(_message.Message):
     __slots__ = ("owner", "subaccount")

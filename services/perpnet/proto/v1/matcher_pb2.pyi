@@ -123,3 +123,23 @@ class TradeEvent(_message.Message):
     taker_is_buy: bool
     timestamp_ms: int
     def __init__(self, market_id: _Optional[int] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., taker_is_buy: _Optional[bool] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class GetImpactPricesRequest(_message.Message):
+    __slots__ = ("market_id", "notional")
+    MARKET_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTIONAL_FIELD_NUMBER: _ClassVar[int]
+    market_id: int
+    notional: str
+    def __init__(self, market_id: _Optional[int] = ..., notional: _Optional[str] = ...) -> None: ...
+
+class ImpactPrices(_message.Message):
+    __slots__ = ("market_id", "impact_bid", "impact_ask", "timestamp_ms")
+    MARKET_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPACT_BID_FIELD_NUMBER: _ClassVar[int]
+    IMPACT_ASK_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    market_id: int
+    impact_bid: str
+    impact_ask: str
+    timestamp_ms: int
+    def __init__(self, market_id: _Optional[int] = ..., impact_bid: _Optional[str] = ..., impact_ask: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,11 @@ class MatcherStub:
                 request_serializer=perpnet_dot_v1_dot_matcher__pb2.StreamTradesRequest.SerializeToString,
                 response_deserializer=perpnet_dot_v1_dot_matcher__pb2.TradeEvent.FromString,
                 _registered_method=True)
+        self.GetImpactPrices = channel.unary_unary(
+                '/perpnet.v1.Matcher/GetImpactPrices',
+                request_serializer=perpnet_dot_v1_dot_matcher__pb2.GetImpactPricesRequest.SerializeToString,
+                response_deserializer=perpnet_dot_v1_dot_matcher__pb2.ImpactPrices.FromString,
+                _registered_method=True)
 
 
 class MatcherServicer:
@@ -92,7 +97,14 @@ class MatcherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamTrades(self, request, context):
-        """Trades as they happen, from now on.
+        """Trades as they happen (committed by the sequencer), from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImpactPrices(self, request, context):
+        """Average prices to sell (bid) and buy (ask) a notional: the funding premium's input.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +137,11 @@ def add_MatcherServicer_to_server(servicer, server):
                     servicer.StreamTrades,
                     request_deserializer=perpnet_dot_v1_dot_matcher__pb2.StreamTradesRequest.FromString,
                     response_serializer=perpnet_dot_v1_dot_matcher__pb2.TradeEvent.SerializeToString,
+            ),
+            'GetImpactPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImpactPrices,
+                    request_deserializer=perpnet_dot_v1_dot_matcher__pb2.GetImpactPricesRequest.FromString,
+                    response_serializer=perpnet_dot_v1_dot_matcher__pb2.ImpactPrices.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +279,33 @@ class Matcher:
             '/perpnet.v1.Matcher/StreamTrades',
             perpnet_dot_v1_dot_matcher__pb2.StreamTradesRequest.SerializeToString,
             perpnet_dot_v1_dot_matcher__pb2.TradeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImpactPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/perpnet.v1.Matcher/GetImpactPrices',
+            perpnet_dot_v1_dot_matcher__pb2.GetImpactPricesRequest.SerializeToString,
+            perpnet_dot_v1_dot_matcher__pb2.ImpactPrices.FromString,
             options,
             channel_credentials,
             insecure,

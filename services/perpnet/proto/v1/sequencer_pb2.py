@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aperpnet/v1/sequencer.proto\x12\nperpnet.v1\"\x1d\n\x0fSubmitTxRequest\x12\n\n\x02tx\x18\x01 \x01(\x0c\"-\n\rSubmitTxReply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\"\x11\n\x0fGetStateRequest\"V\n\x0cStateSummary\x12\x0c\n\x04root\x18\x01 \x01(\x0c\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x15\n\rlast_batch_id\x18\x03 \x01(\x04\x12\x0f\n\x07globals\x18\x04 \x01(\x0c\"W\n\x11GetAccountRequest\x12\x14\n\naccount_id\x18\x01 \x01(\rH\x00\x12%\n\x05owner\x18\x02 \x01(\x0b\x32\x14.perpnet.v1.OwnerKeyH\x00\x42\x05\n\x03key\"-\n\x08OwnerKey\x12\r\n\x05owner\x18\x01 \x01(\x0c\x12\x12\n\nsubaccount\x18\x02 \x01(\r\"P\n\x0c\x41\x63\x63ountReply\x12\x12\n\naccount_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0c\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\"5\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08with_txs\x18\x02 \x01(\x08\"\xaf\x01\n\nBatchReply\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08old_root\x18\x02 \x01(\x0c\x12\x10\n\x08new_root\x18\x03 \x01(\x0c\x12\x15\n\rpublic_inputs\x18\x04 \x01(\x0c\x12\x12\n\nstate_diff\x18\x05 \x01(\x0c\x12\x11\n\tfirst_seq\x18\x06 \x01(\x04\x12\x10\n\x08last_seq\x18\x07 \x01(\x04\x12\x0b\n\x03txs\x18\x08 \x03(\x0c\x12\x0e\n\x06status\x18\t \x01(\t\"?\n\x14StreamBatchesRequest\x12\x15\n\rfrom_batch_id\x18\x01 \x01(\x04\x12\x10\n\x08with_txs\x18\x02 \x01(\x08\x32\xe7\x02\n\tSequencer\x12\x42\n\x08SubmitTx\x12\x1b.perpnet.v1.SubmitTxRequest\x1a\x19.perpnet.v1.SubmitTxReply\x12\x41\n\x08GetState\x12\x1b.perpnet.v1.GetStateRequest\x1a\x18.perpnet.v1.StateSummary\x12\x45\n\nGetAccount\x12\x1d.perpnet.v1.GetAccountRequest\x1a\x18.perpnet.v1.AccountReply\x12?\n\x08GetBatch\x12\x1b.perpnet.v1.GetBatchRequest\x1a\x16.perpnet.v1.BatchReply\x12K\n\rStreamBatches\x12 .perpnet.v1.StreamBatchesRequest\x1a\x16.perpnet.v1.BatchReply0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aperpnet/v1/sequencer.proto\x12\nperpnet.v1\"\x1d\n\x0fSubmitTxRequest\x12\n\n\x02tx\x18\x01 \x01(\x0c\"R\n\rSubmitTxReply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\x04\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"\x11\n\x0fGetStateRequest\"n\n\x0cStateSummary\x12\x0c\n\x04root\x18\x01 \x01(\x0c\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x15\n\rnext_batch_id\x18\x03 \x01(\x04\x12\x0f\n\x07globals\x18\x04 \x01(\x0c\x12\x16\n\x0eopen_batch_txs\x18\x05 \x01(\x04\"W\n\x11GetAccountRequest\x12\x14\n\naccount_id\x18\x01 \x01(\rH\x00\x12%\n\x05owner\x18\x02 \x01(\x0b\x32\x14.perpnet.v1.OwnerKeyH\x00\x42\x05\n\x03key\"-\n\x08OwnerKey\x12\r\n\x05owner\x18\x01 \x01(\x0c\x12\x12\n\nsubaccount\x18\x02 \x01(\r\"P\n\x0c\x41\x63\x63ountReply\x12\x12\n\naccount_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0c\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\"5\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08with_txs\x18\x02 \x01(\x08\"\xaf\x01\n\nBatchReply\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08old_root\x18\x02 \x01(\x0c\x12\x10\n\x08new_root\x18\x03 \x01(\x0c\x12\x15\n\rpublic_inputs\x18\x04 \x01(\x0c\x12\x12\n\nstate_diff\x18\x05 \x01(\x0c\x12\x11\n\tfirst_seq\x18\x06 \x01(\x04\x12\x10\n\x08last_seq\x18\x07 \x01(\x04\x12\x0b\n\x03txs\x18\x08 \x03(\x0c\x12\x0e\n\x06status\x18\t \x01(\t\"?\n\x14StreamBatchesRequest\x12\x15\n\rfrom_batch_id\x18\x01 \x01(\x04\x12\x10\n\x08with_txs\x18\x02 \x01(\x08\"[\n\x08LoggedTx\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\n\n\x02tx\x18\x02 \x01(\x0c\x12\x0f\n\x07tx_hash\x18\x03 \x01(\x0c\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\x04\x12\x13\n\x0breceived_ms\x18\x05 \x01(\x04\"0\n\rGetTxsRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x08TxsReply\x12!\n\x03txs\x18\x01 \x03(\x0b\x32\x14.perpnet.v1.LoggedTx\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\"$\n\x10StreamTxsRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x32\xe5\x03\n\tSequencer\x12\x42\n\x08SubmitTx\x12\x1b.perpnet.v1.SubmitTxRequest\x1a\x19.perpnet.v1.SubmitTxReply\x12\x41\n\x08GetState\x12\x1b.perpnet.v1.GetStateRequest\x1a\x18.perpnet.v1.StateSummary\x12\x45\n\nGetAccount\x12\x1d.perpnet.v1.GetAccountRequest\x1a\x18.perpnet.v1.AccountReply\x12?\n\x08GetBatch\x12\x1b.perpnet.v1.GetBatchRequest\x1a\x16.perpnet.v1.BatchReply\x12K\n\rStreamBatches\x12 .perpnet.v1.StreamBatchesRequest\x1a\x16.perpnet.v1.BatchReply0\x01\x12\x39\n\x06GetTxs\x12\x19.perpnet.v1.GetTxsRequest\x1a\x14.perpnet.v1.TxsReply\x12\x41\n\tStreamTxs\x12\x1c.perpnet.v1.StreamTxsRequest\x1a\x14.perpnet.v1.LoggedTx0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITTXREQUEST']._serialized_start=42
   _globals['_SUBMITTXREQUEST']._serialized_end=71
   _globals['_SUBMITTXREPLY']._serialized_start=73
-  _globals['_SUBMITTXREPLY']._serialized_end=118
-  _globals['_GETSTATEREQUEST']._serialized_start=120
-  _globals['_GETSTATEREQUEST']._serialized_end=137
-  _globals['_STATESUMMARY']._serialized_start=139
-  _globals['_STATESUMMARY']._serialized_end=225
-  _globals['_GETACCOUNTREQUEST']._serialized_start=227
-  _globals['_GETACCOUNTREQUEST']._serialized_end=314
-  _globals['_OWNERKEY']._serialized_start=316
-  _globals['_OWNERKEY']._serialized_end=361
-  _globals['_ACCOUNTREPLY']._serialized_start=363
-  _globals['_ACCOUNTREPLY']._serialized_end=443
-  _globals['_GETBATCHREQUEST']._serialized_start=445
-  _globals['_GETBATCHREQUEST']._serialized_end=498
-  _globals['_BATCHREPLY']._serialized_start=501
-  _globals['_BATCHREPLY']._serialized_end=676
-  _globals['_STREAMBATCHESREQUEST']._serialized_start=678
-  _globals['_STREAMBATCHESREQUEST']._serialized_end=741
-  _globals['_SEQUENCER']._serialized_start=744
-  _globals['_SEQUENCER']._serialized_end=1103
+  _globals['_SUBMITTXREPLY']._serialized_end=155
+  _globals['_GETSTATEREQUEST']._serialized_start=157
+  _globals['_GETSTATEREQUEST']._serialized_end=174
+  _globals['_STATESUMMARY']._serialized_start=176
+  _globals['_STATESUMMARY']._serialized_end=286
+  _globals['_GETACCOUNTREQUEST']._serialized_start=288
+  _globals['_GETACCOUNTREQUEST']._serialized_end=375
+  _globals['_OWNERKEY']._serialized_start=377
+  _globals['_OWNERKEY']._serialized_end=422
+  _globals['_ACCOUNTREPLY']._serialized_start=424
+  _globals['_ACCOUNTREPLY']._serialized_end=504
+  _globals['_GETBATCHREQUEST']._serialized_start=506
+  _globals['_GETBATCHREQUEST']._serialized_end=559
+  _globals['_BATCHREPLY']._serialized_start=562
+  _globals['_BATCHREPLY']._serialized_end=737
+  _globals['_STREAMBATCHESREQUEST']._serialized_start=739
+  _globals['_STREAMBATCHESREQUEST']._serialized_end=802
+  _globals['_LOGGEDTX']._serialized_start=804
+  _globals['_LOGGEDTX']._serialized_end=895
+  _globals['_GETTXSREQUEST']._serialized_start=897
+  _globals['_GETTXSREQUEST']._serialized_end=945
+  _globals['_TXSREPLY']._serialized_start=947
+  _globals['_TXSREPLY']._serialized_end=1010
+  _globals['_STREAMTXSREQUEST']._serialized_start=1012
+  _globals['_STREAMTXSREQUEST']._serialized_end=1048
+  _globals['_SEQUENCER']._serialized_start=1051
+  _globals['_SEQUENCER']._serialized_end=1536
 # @@protoc_insertion_point(module_scope)

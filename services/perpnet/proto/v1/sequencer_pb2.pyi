@@ -13,28 +13,34 @@ class SubmitTxRequest(_message.Message):
     def __init__(self, tx: _Optional[bytes] = ...) -> None: ...
 
 class SubmitTxReply(_message.Message):
-    __slots__ = ("seq", "tx_hash")
+    __slots__ = ("seq", "tx_hash", "batch_id", "duplicate")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     tx_hash: bytes
-    def __init__(self, seq: _Optional[int] = ..., tx_hash: _Optional[bytes] = ...) -> None: ...
+    batch_id: int
+    duplicate: bool
+    def __init__(self, seq: _Optional[int] = ..., tx_hash: _Optional[bytes] = ..., batch_id: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class StateSummary(_message.Message):
-    __slots__ = ("root", "last_seq", "last_batch_id", "globals")
+    __slots__ = ("root", "last_seq", "next_batch_id", "globals", "open_batch_txs")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
-    LAST_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     GLOBALS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_BATCH_TXS_FIELD_NUMBER: _ClassVar[int]
     root: bytes
     last_seq: int
-    last_batch_id: int
+    next_batch_id: int
     globals: bytes
-    def __init__(self, root: _Optional[bytes] = ..., last_seq: _Optional[int] = ..., last_batch_id: _Optional[int] = ..., globals: _Optional[bytes] = ...) -> None: ...
+    open_batch_txs: int
+    def __init__(self, root: _Optional[bytes] = ..., last_seq: _Optional[int] = ..., next_batch_id: _Optional[int] = ..., globals: _Optional[bytes] = ..., open_batch_txs: _Optional[int] = ...) -> None: ...
 
 class GetAccountRequest(_message.Message):
     __slots__ = ("account_id", "owner")
@@ -101,3 +107,39 @@ class StreamBatchesRequest(_message.Message):
     from_batch_id: int
     with_txs: bool
     def __init__(self, from_batch_id: _Optional[int] = ..., with_txs: _Optional[bool] = ...) -> None: ...
+
+class LoggedTx(_message.Message):
+    __slots__ = ("seq", "tx", "tx_hash", "batch_id", "received_ms")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TX_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_MS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    tx: bytes
+    tx_hash: bytes
+    batch_id: int
+    received_ms: int
+    def __init__(self, seq: _Optional[int] = ..., tx: _Optional[bytes] = ..., tx_hash: _Optional[bytes] = ..., batch_id: _Optional[int] = ..., received_ms: _Optional[int] = ...) -> None: ...
+
+class GetTxsRequest(_message.Message):
+    __slots__ = ("from_seq", "limit")
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    from_seq: int
+    limit: int
+    def __init__(self, from_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class TxsReply(_message.Message):
+    __slots__ = ("txs", "last_seq")
+    TXS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    txs: _containers.RepeatedCompositeFieldContainer[LoggedTx]
+    last_seq: int
+    def __init__(self, txs: _Optional[_Iterable[_Union[LoggedTx, _Mapping]]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class StreamTxsRequest(_message.Message):
+    __slots__ = ("from_seq",)
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    from_seq: int
+    def __init__(self, from_seq: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,16 @@ class SequencerStub:
                 request_serializer=perpnet_dot_v1_dot_sequencer__pb2.StreamBatchesRequest.SerializeToString,
                 response_deserializer=perpnet_dot_v1_dot_sequencer__pb2.BatchReply.FromString,
                 _registered_method=True)
+        self.GetTxs = channel.unary_unary(
+                '/perpnet.v1.Sequencer/GetTxs',
+                request_serializer=perpnet_dot_v1_dot_sequencer__pb2.GetTxsRequest.SerializeToString,
+                response_deserializer=perpnet_dot_v1_dot_sequencer__pb2.TxsReply.FromString,
+                _registered_method=True)
+        self.StreamTxs = channel.unary_stream(
+                '/perpnet.v1.Sequencer/StreamTxs',
+                request_serializer=perpnet_dot_v1_dot_sequencer__pb2.StreamTxsRequest.SerializeToString,
+                response_deserializer=perpnet_dot_v1_dot_sequencer__pb2.LoggedTx.FromString,
+                _registered_method=True)
 
 
 class SequencerServicer:
@@ -66,7 +76,11 @@ class SequencerServicer:
 
     def SubmitTx(self, request, context):
         """Orders and applies one transaction. When it returns the transaction is in the
-        durable log: it survives kill -9 of any service.
+        durable log: it survives kill -9 of any service. Idempotent by tx hash: a
+        transaction already in the log gets its original seq back (duplicate = true).
+        Errors: INVALID_ARGUMENT (bytes that do not decode), FAILED_PRECONDITION (the
+        state machine refused it), both "<ErrorCode>: message" and changing nothing;
+        UNAVAILABLE (not recovered, or the log write failed: retrying is safe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +106,20 @@ class SequencerServicer:
 
     def StreamBatches(self, request, context):
         """Batches from `from_batch_id` on: the stored ones first, then each new one as it is cut.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTxs(self, request, context):
+        """A page of the durable log from `from_seq` on: followers catch up without Redis.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamTxs(self, request, context):
+        """The log from `from_seq` on: the stored entries first, then each one as it commits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +152,16 @@ def add_SequencerServicer_to_server(servicer, server):
                     servicer.StreamBatches,
                     request_deserializer=perpnet_dot_v1_dot_sequencer__pb2.StreamBatchesRequest.FromString,
                     response_serializer=perpnet_dot_v1_dot_sequencer__pb2.BatchReply.SerializeToString,
+            ),
+            'GetTxs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTxs,
+                    request_deserializer=perpnet_dot_v1_dot_sequencer__pb2.GetTxsRequest.FromString,
+                    response_serializer=perpnet_dot_v1_dot_sequencer__pb2.TxsReply.SerializeToString,
+            ),
+            'StreamTxs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTxs,
+                    request_deserializer=perpnet_dot_v1_dot_sequencer__pb2.StreamTxsRequest.FromString,
+                    response_serializer=perpnet_dot_v1_dot_sequencer__pb2.LoggedTx.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +299,60 @@ class Sequencer:
             '/perpnet.v1.Sequencer/StreamBatches',
             perpnet_dot_v1_dot_sequencer__pb2.StreamBatchesRequest.SerializeToString,
             perpnet_dot_v1_dot_sequencer__pb2.BatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTxs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/perpnet.v1.Sequencer/GetTxs',
+            perpnet_dot_v1_dot_sequencer__pb2.GetTxsRequest.SerializeToString,
+            perpnet_dot_v1_dot_sequencer__pb2.TxsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTxs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/perpnet.v1.Sequencer/StreamTxs',
+            perpnet_dot_v1_dot_sequencer__pb2.StreamTxsRequest.SerializeToString,
+            perpnet_dot_v1_dot_sequencer__pb2.LoggedTx.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,351 @@
+"""The matcher's logic without its transport: book, fills to the sequencer, durability.
+
+Every command (place, amend, cancel, an oracle tick firing conditionals,
+expiry) runs under one lock, in this order:
+1. the core MatchingEngine decides, in memory;
+2. each fill becomes a Trade transaction, submitted to the sequencer in
+   order (durable there when SubmitTx returns);
+3. the rows of every order the command touched are written in one database
+   transaction;
+4. only then is the caller answered.
+
+So after a kill -9 the database holds every acknowledged order and the
+sequencer's log every committed fill. `recover` rebuilds the book from the
+live rows, each with remaining = min(row, size - filled on chain): fills
+committed after the last row write (a crash between 2 and 3) are subtracted,
+and fills never committed (a crash inside 2) are given back.
+
+A fill the sequencer refuses is undone rather than left in the book: the
+culprit order (the account the refusal names, else the taker) is cancelled
+with reason FILL_REFUSED, and makers that lost size to refused fills get it
+back at the head of their price level, where they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from heapq import heappop, heappush
+from typing import NamedTuple
+
+from perpnet.core.markets import MarketSet
+from perpnet.core.matching import (
+    Cancel,
+    CancelReason,
+    EngineSnapshot,
+    Fill,
+    MatchingEngine,
+    OpenOrder,
+    PlaceResult,
+)
+from perpnet.core.orders import Order, OrderKind, SignedOrder, TimeInForce
+from perpnet.core.state import ExchangeState
+from perpnet.core.txs import Trade, Tx
+from perpnet.matcher.store import LIVE, OrderRow, OrderStore
+from perpnet.runtime.follower import RefusedError
+from perpnet.runtime.models import OrderStatus
+
+FILL_REFUSED = "FILL_REFUSED"
+_ACCOUNT = re.compile(r"account (\d+)")
+
+Submit = Callable[[Tx], Awaitable[int]]  # SubmitTx: the seq, or raises RefusedError
+
+
+class Cancelled(NamedTuple):
+    order: SignedOrder
+    size: int
+    reason: str  # a CancelReason or FILL_REFUSED
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a command did, as acknowledged: committed fills only."""
+
+    order: SignedOrder | None
+    fills: list[Fill] = field(default_factory=list)
+    resting: int = 0
+    pending: bool = False
+    cancelled: list[Cancelled] = field(default_factory=list)
+    refusal: str = ""  # the sequencer's refusal of a fill, if one happened
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OrderDesk:
+    """Book + persistence + submission; `state` is the replica of committed state."""
+
+    def __init__(
+        self,
+        markets: MarketSet,
+        store: OrderStore,
+        state: Callable[[], ExchangeState],
+        submit: Submit,
+        *,
+        on_fill: Callable[[Fill], None] | None = None,
+    ) -> None:
+        self.markets = markets
+        self.engine = MatchingEngine(markets)
+        self.store = store
+        self.state = state
+        self.submit = submit
+        self.on_fill = on_fill
+        self.lock = asyncio.Lock()
+        self.match_seconds: list[float] = []  # drained by the service into its histogram
+        self._seq = 0
+        self._rows: dict[bytes, int] = {}  # live order -> its row's seq
+        self._terminal: list[tuple[int, bytes]] = []  # (expiry, hash) of terminal rows
+
+    # -- commands -------------------------------------------------------------------
+
+    async def place(self, signed: SignedOrder, at_ms: int | None = None) -> Outcome:
+        async with self.lock:
+            now = now_ms() if at_ms is None else at_ms
+            started = time.perf_counter()
+            result = self.engine.place(signed, now, position=self.position(signed.order))
+            self.match_seconds.append(time.perf_counter() - started)
+            return await self._settle([result], now)
+
+    async def amend(self, old_hash: bytes, new: SignedOrder, at_ms: int | None = None) -> Outcome:
+        async with self.lock:
+            now = now_ms() if at_ms is None else at_ms
+            position = self.position(new.order)
+            old = self.engine.resting(old_hash)
+            result = self.engine.amend(old_hash, new, now, position=position)
+            if old is not None and _in_place(old, new):
+                self._rows[new.hash] = self._rows.pop(old_hash)  # it kept its place in the queue
+            return await self._settle([result], now)
+
+    async def cancel(self, order_hash: bytes, owner: bytes, at_ms: int | None = None) -> Cancel:
+        async with self.lock:
+            now = now_ms() if at_ms is None else at_ms
+            cancel = self.engine.cancel(order_hash, owner, now)
+            await self._persist([cancel.order], {cancel.order.hash: cancel.reason}, now)
+            return cancel
+
+    async def on_oracle_price(self, market_id: int, price: int, at_ms: int | None = None) -> None:
+        """Fire the conditionals this price triggers, and settle what they do."""
+        async with self.lock:
+            now = now_ms() if at_ms is None else at_ms
+            state = self.state()
+
+            def position_of(owner: bytes, subaccount: int) -> int:
+                account_id = state.account_id(owner, subaccount)
+                return 0 if account_id is None else state.account(account_id).size(market_id)
+
+            results = self.engine.on_oracle_price(market_id, price, now, position_of=position_of)
+            if results:
+                await self._settle(results, now, fired=True)
+
+    async def expire(self, at_ms: int | None = None) -> list[SignedOrder]:
+        """Drop orders past their expiry, and forget rows of finished orders that expired."""
+        async with self.lock:
+            now = now_ms() if at_ms is None else at_ms
+            expired = self.engine.expire(now)
+            await self._persist(expired, {s.hash: CancelReason.EXPIRED for s in expired}, now)
+            done: list[bytes] = []
+            while self._terminal and self._terminal[0][0] < now:
+                done.append(heappop(self._terminal)[1])
+            await self.store.forget(done)
+            return expired
+
+    # -- queries --------------------------------------------------------------------
+
+    def position(self, order: Order) -> int:
+        state = self.state()
+        account_id = state.account_id(order.owner, order.subaccount)
+        return 0 if account_id is None else state.account(account_id).size(order.market_id)
+
+    def open_orders(self, order: Order, exclude: bytes = b"") -> list[Order]:
+        """The account's other live orders, each sized at what remains (for the margin check)."""
+        return [
+            replace(live.order.order, size=live.remaining)
+            for live in self.engine.open_orders(order.owner)
+            if live.order.order.subaccount == order.subaccount and live.order.hash != exclude
+        ]
+
+    # -- settling -------------------------------------------------------------------
+
+    async def _settle(self, results: list[PlaceResult], now: int, fired: bool = False) -> Outcome:
+        """Submit the fills, undo refused ones, persist every touched order; the last outcome."""
+        outcome = Outcome(None)
+        touched: dict[bytes, SignedOrder] = {}
+        reasons: dict[bytes, str] = {}
+        for result in results:
+            outcome = await self._submit_fills(result)
+            for c in outcome.cancelled:
+                reasons.setdefault(c.order.hash, c.reason)
+            touched[result.order.hash] = result.order
+            if fired and result.order.hash in self._rows:
+                self._rows.pop(result.order.hash)  # a fired conditional rests with a new seq
+            for fill in result.fills:
+                touched[fill.maker.hash] = fill.maker
+            for cancel in result.cancelled:
+                touched[cancel.order.hash] = cancel.order
+            live = self.engine.resting(result.order.hash)
+            outcome.resting = 0 if live is None or live.pending else live.remaining
+            outcome.pending = live is not None and live.pending
+        await self._persist(touched.values(), reasons, now)
+        return outcome
+
+    async def _submit_fills(self, result: PlaceResult) -> Outcome:
+        taker = result.order
+        outcome = Outcome(taker)
+        outcome.cancelled = [Cancelled(c.order, c.size, c.reason) for c in result.cancelled]
+        give_back: list[Fill] = []
+        for fill in result.fills:
+            if give_back:  # the taker was refused: none of its later fills is tried
+                give_back.append(fill)
+                continue
+            trade = Trade(self._stamp(), fill.maker, fill.taker, fill.size, fill.price)
+            try:
+                await self.submit(trade)
+            except RefusedError as refused:
+                outcome.refusal = refused.message
+                if self._blames_maker(refused, fill):
+                    outcome.cancelled.append(Cancelled(taker, fill.size, FILL_REFUSED))
+                    self._drop(fill.maker, outcome, 0)
+                else:
+                    give_back.append(fill)
+                continue
+            outcome.fills.append(fill)
+            if self.on_fill is not None:
+                self.on_fill(fill)
+        if give_back:
+            self._drop(taker, outcome, sum(f.size for f in give_back))
+            self._give_back(give_back)
+        return outcome
+
+    def _blames_maker(self, refused: RefusedError, fill: Fill) -> bool:
+        """Does the refusal name the maker's account (else the taker is held responsible)?"""
+        named = _ACCOUNT.search(refused.message)
+        if named is None:
+            return False
+        order = fill.maker.order
+        return self.state().account_id(order.owner, order.subaccount) == int(named.group(1))
+
+    def _drop(self, signed: SignedOrder, outcome: Outcome, refused_size: int) -> None:
+        """Cancel an order whose fill was refused: its refused size and whatever still rests."""
+        live = self.engine.resting(signed.hash)
+        resting = 0
+        if live is not None:
+            self.engine.cancel(signed.hash, signed.order.owner, 0)
+            resting = live.remaining
+        if resting + refused_size:
+            outcome.cancelled.append(Cancelled(signed, resting + refused_size, FILL_REFUSED))
+
+    def _give_back(self, fills: list[Fill]) -> None:
+        """Return refused fills' size to their makers, at the head of their price levels.
+
+        A maker consumed by the match was at the head of its level (makers fill
+        best price first, oldest first), so putting the restored makers first,
+        in fill order, restores time priority exactly. Rare: costs O(book).
+        """
+        snapshot = self.engine.snapshot()
+        orders = list(snapshot.orders)
+        index = {live.order.hash: i for i, live in enumerate(orders)}
+        restored: list[OpenOrder] = []
+        for fill in fills:
+            i = index.get(fill.maker.hash)
+            if i is None:
+                restored.append(OpenOrder(fill.maker, fill.size, False))
+            else:
+                orders[i] = orders[i]._replace(remaining=orders[i].remaining + fill.size)
+        rebuilt = EngineSnapshot(tuple(restored + orders), snapshot.seen, snapshot.horizon)
+        self.engine = MatchingEngine.restore(rebuilt, self.markets)
+
+    def _stamp(self) -> int:
+        return max(now_ms(), self.state().clock_ms)
+
+    # -- persistence ----------------------------------------------------------------
+
+    def _row(self, signed: SignedOrder, reason: str | None) -> OrderRow:
+        live = self.engine.resting(signed.hash)
+        if live is not None:
+            seq = self._rows.get(signed.hash)
+            if seq is None:
+                seq = self._rows[signed.hash] = self._next_seq()
+            status = OrderStatus.PENDING if live.pending else OrderStatus.OPEN
+            return OrderRow(signed, seq, live.remaining, status)
+        self._rows.pop(signed.hash, None)
+        heappush(self._terminal, (signed.order.expiry_ms, signed.hash))
+        if reason is None:
+            status = OrderStatus.FILLED
+        elif reason == CancelReason.EXPIRED:
+            status = OrderStatus.EXPIRED
+        else:
+            status = OrderStatus.CANCELLED
+        return OrderRow(signed, self._next_seq(), 0, status)
+
+    async def _persist(
+        self, orders: Iterable[SignedOrder], reasons: dict[bytes, str], now: int
+    ) -> None:
+        rows = [self._row(signed, reasons.get(signed.hash)) for signed in orders]
+        # terminal rows first: a seq handed to an in-place amend is freed before it is reused
+        rows.sort(key=lambda row: row.status in LIVE)
+        await self.store.write(rows, now)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- recovery -------------------------------------------------------------------
+
+    async def recover(self, at_ms: int | None = None) -> int:
+        """Rebuild the book from the rows and the replica's fills; returns live orders restored.
+
+        The replica must have caught up with the sequencer's log first.
+        """
+        async with self.lock:
+            now = now_ms() if at_ms is None else at_ms
+            rows, self._seq = await self.store.load()
+            state = self.state()
+            live: list[OpenOrder] = []
+            seen: list[tuple[int, bytes]] = []
+            finished: list[OrderRow] = []
+            self._rows.clear()
+            self._terminal.clear()
+            for row in rows:
+                signed = row.signed
+                expiry = signed.order.expiry_ms
+                if expiry >= now:
+                    seen.append((expiry, signed.hash))
+                if row.status not in LIVE:
+                    heappush(self._terminal, (expiry, signed.hash))
+                    continue
+                remaining = min(row.remaining, signed.order.size - state.filled(signed.hash))
+                if remaining <= 0 or expiry < now:
+                    status = OrderStatus.FILLED if remaining <= 0 else OrderStatus.EXPIRED
+                    finished.append(OrderRow(signed, row.seq, 0, status))
+                    heappush(self._terminal, (expiry, signed.hash))
+                    continue
+                live.append(OpenOrder(signed, remaining, row.status == OrderStatus.PENDING))
+                self._rows[signed.hash] = row.seq
+            snapshot = EngineSnapshot(tuple(live), tuple(sorted(seen)), now)
+            self.engine = MatchingEngine.restore(snapshot, self.markets)
+            repaired = [
+                OrderRow(o.order, self._rows[o.order.hash], o.remaining, _live_status(o))
+                for o in live
+            ]
+            await self.store.write(finished + repaired, now)
+            return len(live)
+
+
+def _in_place(old: OpenOrder, new: SignedOrder) -> bool:
+    """Did the engine amend in place, keeping time priority? (its rule, see MatchingEngine.amend)"""
+    order = new.order
+    return (
+        not old.pending
+        and order.kind == OrderKind.LIMIT
+        and order.tif in (TimeInForce.GTT, TimeInForce.POST_ONLY)
+        and order.price == old.order.order.price
+        and order.size <= old.remaining
+    )
+
+
+def _live_status(live: OpenOrder) -> OrderStatus:
+    return OrderStatus.PENDING if live.pending else OrderStatus.OPEN

@@ -1,0 +1,303 @@
+"""Follow the sequencer's committed log and keep an `ExchangeState` replica of it.
+
+The margin engine, the matcher, the gateway and the prover all need the state
+the sequencer has committed. A `Follower` rebuilds it from genesis on start
+and then keeps up:
+
+- the fast feed is the Redis stream `topics.TXLOG` (fields seq, tx, batch_id),
+  read with XREAD from where the follower stands;
+- the durable source is the sequencer's log RPC (`GetTxs`): it fills every
+  gap, whether the stream was trimmed, Redis lost entries or was down.
+
+Transactions are applied in seq order (the first is 1) with
+`authenticated=True`, as the sequencer checked signatures at admission. A
+transaction the replica refuses means its configuration differs from the
+sequencer's: the follower stops (`diverged`) rather than serve a wrong view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
+
+import grpc
+import grpc.aio
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from perpnet.core.encoding import decode_tx, encode_tx
+from perpnet.core.errors import CoreError, ErrorCode
+from perpnet.core.events import Event
+from perpnet.core.state import ExchangeConfig, ExchangeState
+from perpnet.core.txs import Tx
+from perpnet.core.typed_data import ANVIL_CHAIN_ID, Domain
+from perpnet.proto.v1 import sequencer_pb2
+from perpnet.runtime import topics
+from perpnet.runtime.config import ConfigError, Range, ServiceSettings
+from perpnet.runtime.sequencer_client import Accepted, SequencerClient
+
+log = logging.getLogger("perpnet.follower")
+
+FIRST_SEQ = 1
+MAX_RESTAMPS = 5
+TxHandler = Callable[[int, Tx, tuple[Event, ...]], None]
+LogPage = Callable[[int], Awaitable[list[tuple[int, bytes]]]]  # from_seq -> [(seq, tx bytes)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExchangeSettings(ServiceSettings):
+    """The exchange configuration every replica must share with the sequencer."""
+
+    chain_id: int = ANVIL_CHAIN_ID
+    verifying_contract: str = "0x" + "00" * 20
+    oracle_signers: str = ""  # comma-separated addresses (0x...)
+    oracle_quorum: Annotated[int, Range(1, 100)] = 1
+    max_price_age_ms: Annotated[int, Range(1, 86_400_000)] = 30_000
+    min_funding_interval_ms: Annotated[int, Range(0, 86_400_000)] = 60_000
+    funding_period_ms: Annotated[int, Range(1, 86_400_000)] = 3_600_000
+
+    def exchange_config(self) -> ExchangeConfig:
+        """The core configuration; a malformed address is a ConfigError naming the setting."""
+        domain = Domain(self.chain_id, _address(self.verifying_contract, "verifying_contract"))
+        signers = frozenset(
+            _address(text, "oracle_signers") for text in self.oracle_signers.split(",") if text
+        )
+        try:
+            return ExchangeConfig(
+                domain=domain,
+                oracle_signers=signers,
+                oracle_quorum=self.oracle_quorum,
+                max_price_age_ms=self.max_price_age_ms,
+                min_funding_interval_ms=self.min_funding_interval_ms,
+                funding_period_ms=self.funding_period_ms,
+            )
+        except CoreError as exc:
+            raise ConfigError(f"exchange configuration: {exc}") from None
+
+
+def _address(text: str, setting: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.strip().removeprefix("0x"))
+    except ValueError:
+        value = b""
+    if len(value) != 20:
+        raise ConfigError(f"PERPNET_{setting.upper()}: {text!r} is not a 20-byte address")
+    return value
+
+
+def sequencer_log(client: SequencerClient, limit: int = 1000) -> LogPage:
+    """A page reader over the sequencer's durable log (its `GetTxs` RPC)."""
+
+    async def page(from_seq: int) -> list[tuple[int, bytes]]:
+        reply = await client.stub.GetTxs(
+            sequencer_pb2.GetTxsRequest(from_seq=from_seq, limit=limit), timeout=client.timeout_s
+        )
+        return [(entry.seq, entry.tx) for entry in reply.txs]
+
+    return page
+
+
+class FollowerDivergedError(RuntimeError):
+    """The replica refused a committed transaction: its configuration is not the sequencer's."""
+
+
+class Follower:
+    """An `ExchangeState` replica that applies the committed log in order."""
+
+    def __init__(
+        self,
+        config: ExchangeConfig,
+        redis: aioredis.Redis | None,
+        log_page: LogPage | None,
+        *,
+        on_tx: TxHandler | None = None,
+        stream: str = topics.TXLOG,
+        block_ms: int = 500,
+        count: int = 500,
+    ) -> None:
+        self.state = ExchangeState(config)
+        self.domain = config.domain
+        self.last_seq = FIRST_SEQ - 1
+        self.diverged: str | None = None
+        self._redis = redis
+        self._log_page = log_page
+        self._on_tx = on_tx
+        self._stream = stream
+        self._block_ms = block_ms
+        self._count = count
+        self._entry_id: bytes = b"0-0"
+        self._advanced = asyncio.Condition()
+
+    def apply(self, seq: int, data: bytes) -> bool:
+        """Apply the entry if it is the next one; False if it is old or leaves a gap."""
+        if seq != self.last_seq + 1:
+            return False
+        tx = decode_tx(data, self.domain)
+        try:
+            events = self.state.apply(tx, authenticated=True)
+        except CoreError as exc:
+            self.diverged = f"seq {seq}: {exc}"
+            raise FollowerDivergedError(self.diverged) from exc
+        self.last_seq = seq
+        if self._on_tx is not None:
+            self._on_tx(seq, tx, events)
+        return True
+
+    async def catch_up(self) -> int:
+        """Apply the durable log from the next seq to its end; returns how many were applied."""
+        if self._log_page is None:
+            return 0
+        applied = 0
+        while True:
+            page = await self._log_page(self.last_seq + 1)
+            fresh = [entry for entry in page if entry[0] > self.last_seq]
+            for seq, data in fresh:
+                if not self.apply(seq, data):
+                    gap = f"the sequencer's log skips from {self.last_seq} to {seq}"
+                    raise FollowerDivergedError(gap)
+                applied += 1
+            if applied:
+                await self._notify()
+            if not fresh:
+                return applied
+
+    async def poll(self) -> int:
+        """Read the stream once (waiting up to block_ms); on a gap, catch up from the log."""
+        if self._redis is None:
+            applied = await self.catch_up()
+            if not applied:
+                await asyncio.sleep(self._block_ms / 1000)
+            return applied
+        reply: Any = await self._redis.xread(
+            {self._stream: self._entry_id}, count=self._count, block=self._block_ms
+        )
+        applied = 0
+        gap = False
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self._entry_id = entry_id
+                seq = int(fields[b"seq"])
+                if seq <= self.last_seq:
+                    continue
+                if not self.apply(seq, fields[b"tx"]):
+                    gap = True
+                    break
+                applied += 1
+            if gap:
+                break
+        if applied:
+            await self._notify()
+        if gap:
+            applied += await self.catch_up()
+        return applied
+
+    async def run(self, stop: asyncio.Event, retry_s: float = 0.5) -> None:
+        """Follow until `stop` (or divergence): the durable log first, then the stream."""
+        caught_up = False
+        while not stop.is_set():
+            try:
+                if not caught_up:
+                    await self.catch_up()
+                    caught_up = True
+                await self.poll()
+            except FollowerDivergedError:
+                log.critical("replica diverged from the sequencer", extra={"at": self.diverged})
+                return
+            except (RedisError, OSError, grpc.aio.AioRpcError) as exc:
+                log.warning("follower retrying", extra={"error": repr(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), retry_s)
+                caught_up = False  # entries may have been missed while the feed was down
+
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """Wait until the replica has applied `seq`; False on timeout."""
+
+        async def reached() -> None:
+            async with self._advanced:
+                await self._advanced.wait_for(lambda: self.last_seq >= seq)
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _notify(self) -> None:
+        async with self._advanced:
+            self._advanced.notify_all()
+
+
+class RefusedError(Exception):
+    """The sequencer refused a transaction: `code` is the core ErrorCode (or the gRPC code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+async def submit_stamped(client: SequencerClient, tx: Tx) -> int:
+    """Submit `tx` and return its seq; raise RefusedError if it is refused (or unreachable).
+
+    Submitters stamp their own transactions and the sequencer applies them in
+    arrival order, so a transaction stamped just before another's may arrive
+    after it and be refused as CLOCK. No signature covers the timestamp, so it
+    is then restamped and sent again.
+    """
+    for _ in range(MAX_RESTAMPS):
+        try:
+            outcome = await client.submit(encode_tx(tx))
+        except grpc.aio.AioRpcError as exc:
+            raise RefusedError(exc.code().name, exc.details() or "") from None
+        if isinstance(outcome, Accepted):
+            return outcome.seq
+        if outcome.code != ErrorCode.CLOCK:
+            raise RefusedError(outcome.code, outcome.message)
+        tx = replace(tx, timestamp_ms=max(now_ms(), tx.timestamp_ms + 1))
+    raise RefusedError(ErrorCode.CLOCK, "the sequencer's clock kept moving past ours")
+
+
+async def sync_with_sequencer(
+    follower: Follower, client: SequencerClient, stop: asyncio.Event
+) -> bool:
+    """Wait until the replica has every transaction the sequencer had logged when asked.
+
+    Retries while the sequencer is down; False if `stop` came first.
+    """
+    while not stop.is_set():
+        try:
+            summary = await client.state()
+            if await follower.wait_for(int(summary.last_seq), 2.0):
+                return True
+        except grpc.aio.AioRpcError as exc:
+            log.info("waiting for the sequencer", extra={"error": exc.code().name})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    return False
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def stamp(follower: Follower) -> int:
+    """A timestamp for a new transaction: the wall clock, never behind the replica's clock."""
+    return max(now_ms(), follower.state.clock_ms)
+
+
+async def repeat(
+    interval_s: float, work: Callable[[], Awaitable[None]], stop: asyncio.Event, what: str
+) -> None:
+    """Run `work` every `interval_s` until `stop`; a failure is logged and the loop goes on."""
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception:
+            log.exception("periodic work failed", extra={"work": what})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
