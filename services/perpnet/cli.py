@@ -19,6 +19,7 @@ from rich.table import Table
 from perpnet import __version__
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.markets import PPM, USD, MarketSet
+from perpnet.client.cli import app as client_app
 from perpnet.devnet.cli import app as devnet_app
 from perpnet.l1.cli import app as l1_app
 
@@ -29,6 +30,7 @@ app.add_typer(bench, name="bench")
 app.add_typer(key, name="key")
 app.add_typer(l1_app, name="l1")
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(client_app, name="client")
 err = Console(stderr=True)
 out = Console()
 

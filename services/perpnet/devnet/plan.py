@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from perpnet.core.crypto import PrivateKey
+from perpnet.core.typed_data import ANVIL_CHAIN_ID
 from perpnet.runtime.config import GRPC_PORTS, METRICS_PORTS
 
 # start order: the sequencer first (everyone submits to it), the gateway last
@@ -71,13 +73,17 @@ class Plan:
             "PERPNET_ORACLE_SIGNERS": ",".join("0x" + k.address.hex() for k in keys),
             "PERPNET_ORACLE_KEYS": ",".join("0x" + k.secret.hex() for k in keys),
             "PERPNET_ORACLE_QUORUM": "2",
-            "PERPNET_GATEWAY_PORT": str(self.gateway_port),
+            "PERPNET_GATEWAY_HTTP_PORT": str(self.gateway_port),
+            "PERPNET_CHAIN_ID": str(ANVIL_CHAIN_ID),
             "PERPNET_LOG_LEVEL": "INFO",
         }
         for service, port in GRPC_PORTS.items():
             env[f"PERPNET_{service.upper()}_GRPC_PORT"] = str(port)
         for service, port in METRICS_PORTS.items():
             env[f"PERPNET_{service.upper()}_METRICS_PORT"] = str(port)
+        if self.deployment.exists():  # signatures are bound to the rollup contract's address
+            rollup = json.loads(self.deployment.read_text())["addresses"]["rollup"]
+            env["PERPNET_VERIFYING_CONTRACT"] = rollup
         env.update(self.extra_env)
         return env
 

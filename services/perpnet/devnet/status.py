@@ -34,7 +34,7 @@ def health(plan: Plan, process: Started) -> str:
         return "DOWN"
     env = plan.process_env(process.name, process.service)
     if process.service == "gateway":
-        url = f"http://127.0.0.1:{env['PERPNET_GATEWAY_PORT']}/v1/health"
+        url = f"http://127.0.0.1:{env['PERPNET_GATEWAY_HTTP_PORT']}/readyz"
         try:
             with urllib.request.urlopen(url, timeout=1.0) as reply:
                 return "SERVING" if reply.status == 200 else "NOT_SERVING"
