@@ -17,9 +17,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from perpnet import __version__
+from perpnet.client.cli import app as client_app
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.markets import PPM, USD, MarketSet
-from perpnet.client.cli import app as client_app
 from perpnet.devnet.cli import app as devnet_app
 from perpnet.l1.cli import app as l1_app
 
