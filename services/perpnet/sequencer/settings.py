@@ -1,0 +1,34 @@
+"""The sequencer's settings: PERPNET_SEQUENCER_<NAME>, else PERPNET_<NAME>, else the default.
+
+The exchange configuration (EIP-712 domain, oracle signers and quorum, price
+age, funding interval and period) comes from the runtime's ExchangeSettings,
+which every replica (margin engine, matcher, gateway, prover) reads from the
+same variables. It must not change over the life of one database: the log is
+replayed under it at start, and a transaction it refuses then (say, an oracle
+tick from a signer since removed) stops the start-up with an error naming
+it. `perpnet devnet` generates the oracle keys and passes their addresses in
+PERPNET_ORACLE_SIGNERS; with none set, every oracle tick is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from perpnet.runtime.config import Range
+from perpnet.runtime.follower import ExchangeSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequencerSettings(ExchangeSettings):
+    batch_interval_ms: Annotated[int, Range(1, 3_600_000)] = 2_000
+    batch_max_txs: Annotated[int, Range(1, 100_000)] = 512
+    cut_empty_batches: bool = False  # also cut a batch on an interval with no transactions
+    # Submissions applied per database transaction (group commit); it also bounds how
+    # long one group holds the event loop, since applying runs on it.
+    group_max_txs: Annotated[int, Range(1, 10_000)] = 256
+    # Skip signature checks: only for a private network whose callers all verify.
+    trust_callers: bool = False
+
+    def __post_init__(self) -> None:
+        self.exchange_config()  # a bad exchange configuration stops the start, named

@@ -1,0 +1,195 @@
+"""The sequencer's database work: the durable log, batch records, and the replay that recovers.
+
+Every function here takes a Session and runs on the database thread
+(`Database.run`), inside one transaction.
+
+Each log entry records the batch it belongs to when it is written (the batch
+that is open at that moment), and a batch row is written when the batch is
+cut, in the same transaction as the entries that fill it if the cut happened
+during a group. So the log alone says where every batch boundary was: the
+replay re-cuts at the recorded boundaries and must reproduce every recorded
+root and public input exactly, or the sequencer refuses to start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from perpnet.core.batch import BatchBuilder
+from perpnet.core.encoding import decode_tx
+from perpnet.core.errors import CoreError
+from perpnet.core.state import ExchangeConfig, ExchangeState
+from perpnet.runtime.grpc_server import StartupError
+from perpnet.runtime.models import BatchRecord, TxLogEntry
+
+REPLAY_PAGE = 5_000
+
+
+class RecoveryError(StartupError):
+    """The log does not replay to what was recorded: the sequencer must not serve from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    seq: int
+    tx: bytes
+    tx_hash: bytes
+    batch_id: int
+    received_ms: int
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def lookup(session: Session, hashes: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
+    """The (seq, batch_id) of each of `hashes` that is already in the log."""
+    if not hashes:
+        return {}
+    query = select(TxLogEntry.tx_hash, TxLogEntry.seq, TxLogEntry.batch_id).where(
+        TxLogEntry.tx_hash.in_(hashes)
+    )
+    return {h: (seq, batch_id or 0) for h, seq, batch_id in session.execute(query)}
+
+
+def write(session: Session, rows: Sequence[dict[str, Any]], batches: Iterable[BatchRecord]) -> None:
+    """Log entries (TxLogEntry columns as dicts) and cut batches, in the caller's transaction."""
+    if rows:
+        session.execute(insert(TxLogEntry), list(rows))
+    session.add_all(batches)
+
+
+def read_txs(session: Session, from_seq: int, limit: int) -> list[LogRow]:
+    query = (
+        select(
+            TxLogEntry.seq,
+            TxLogEntry.tx,
+            TxLogEntry.tx_hash,
+            TxLogEntry.batch_id,
+            TxLogEntry.received_ms,
+        )
+        .where(TxLogEntry.seq >= from_seq)
+        .order_by(TxLogEntry.seq)
+        .limit(limit)
+    )
+    return [LogRow(s, t, h, b or 0, r) for s, t, h, b, r in session.execute(query)]
+
+
+def read_batches(
+    session: Session, from_id: int, limit: int, with_txs: bool
+) -> list[tuple[BatchRecord, list[bytes]]]:
+    """Batches from `from_id` on, each with its encoded transactions if asked."""
+    records = session.scalars(
+        select(BatchRecord).where(BatchRecord.id >= from_id).order_by(BatchRecord.id).limit(limit)
+    ).all()
+    out: list[tuple[BatchRecord, list[bytes]]] = []
+    for record in records:
+        txs: list[bytes] = []
+        if with_txs:
+            txs = list(
+                session.scalars(
+                    select(TxLogEntry.tx)
+                    .where(TxLogEntry.batch_id == record.id)
+                    .order_by(TxLogEntry.seq)
+                )
+            )
+        out.append((record, txs))
+    return out
+
+
+def batch_ids(session: Session, from_id: int, limit: int) -> list[int]:
+    query = select(BatchRecord.id).where(BatchRecord.id >= from_id).order_by(BatchRecord.id)
+    return list(session.scalars(query.limit(limit)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    batch_id: int
+    new_root: bytes
+    first_seq: int
+    last_seq: int
+    public_inputs: bytes
+
+
+@dataclass(slots=True)
+class Recovered:
+    """A state rebuilt from the log, with the open batch's transactions applied."""
+
+    builder: BatchBuilder
+    last_seq: int
+    open_first_seq: int  # the seq the open batch starts at
+    root: bytes
+
+
+def replay(session: Session, config: ExchangeConfig) -> Recovered:
+    """Rebuild the state from the log, re-cutting at the recorded boundaries and checking each.
+
+    Transactions are applied authenticated: their signatures were checked when
+    they were first applied.
+    """
+    recorded = [
+        _Recorded(*row)
+        for row in session.execute(
+            select(
+                BatchRecord.id,
+                BatchRecord.new_root,
+                BatchRecord.first_seq,
+                BatchRecord.last_seq,
+                BatchRecord.public_inputs,
+            ).order_by(BatchRecord.id)
+        )
+    ]
+    builder = BatchBuilder(ExchangeState(config))
+    pending = iter(recorded)
+    next_seq = open_first = 1
+
+    def cut_recorded() -> None:
+        nonlocal open_first
+        record = next(pending, None)
+        batch_id = builder.next_batch_id
+        if record is None or record.batch_id != batch_id:
+            raise RecoveryError(f"batch {batch_id} was closed in the log but has no batch row")
+        if (record.first_seq, record.last_seq) != (open_first, next_seq - 1):
+            raise RecoveryError(
+                f"batch {batch_id} records seqs {record.first_seq}..{record.last_seq},"
+                f" the log has {open_first}..{next_seq - 1}"
+            )
+        inputs = builder.cut().public_inputs
+        if inputs.new_root != record.new_root or inputs.encode() != record.public_inputs:
+            raise RecoveryError(
+                f"batch {batch_id}: the replayed root 0x{inputs.new_root.hex()} differs from the"
+                f" recorded 0x{record.new_root.hex()} (was the exchange configuration changed?)"
+            )
+        open_first = next_seq
+
+    rows = session.execute(
+        select(TxLogEntry.seq, TxLogEntry.tx, TxLogEntry.batch_id)
+        .order_by(TxLogEntry.seq)
+        .execution_options(yield_per=REPLAY_PAGE)
+    )
+    for seq, raw, batch_id in rows:
+        if seq != next_seq:
+            raise RecoveryError(f"the log jumps from seq {next_seq - 1} to {seq}")
+        while batch_id is not None and batch_id > builder.next_batch_id:
+            cut_recorded()
+        if batch_id != builder.next_batch_id:
+            raise RecoveryError(f"seq {seq} is in batch {batch_id}, after batch {batch_id} was cut")
+        try:
+            result = builder.add(decode_tx(raw, config.domain), authenticated=True)
+        except CoreError as exc:
+            result = exc
+        if isinstance(result, CoreError):
+            raise RecoveryError(
+                f"seq {seq} is refused on replay ({result}):"
+                " was the exchange configuration changed?"
+            )
+        next_seq += 1
+    for _ in range(len(recorded) - builder.next_batch_id):
+        cut_recorded()
+    return Recovered(builder, next_seq - 1, open_first, builder.state.root())
