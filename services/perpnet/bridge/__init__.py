@@ -1,0 +1,1 @@
+"""The L1 bridge: deposits and forced requests in, proven batches out (python -m perpnet.bridge)."""

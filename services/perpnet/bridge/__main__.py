@@ -1,0 +1,3 @@
+from perpnet.bridge.service import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from perpnet.oracle.service import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Prover workers: prove batches from a Redis consumer group (python -m perpnet.prover)."""

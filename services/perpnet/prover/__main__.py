@@ -1,0 +1,3 @@
+from perpnet.prover.service import main
+
+raise SystemExit(main())
