@@ -30,6 +30,7 @@ from perpnet.stark.air import FE, Air, Boundary, Frame
 from perpnet.stark.batch_layout import (
     KINDS,
     LIMB,
+    MARGIN_Z3,
     OFF_SMALL,
     OFF_Z,
     TABLE_SIZE,
@@ -40,7 +41,11 @@ from perpnet.stark.field import P64, Arr, P
 
 NUM_LOOKUPS = 34
 TAG_DEPOSIT, TAG_WITHDRAWAL, TAG_FUNDING = 1, 2, 3
-EVENT_SLOTS = 7  # tag, seq, account, four amount limbs; then one slot per market index
+EVENT_SLOTS = 7  # tag, seq, account, four amount limbs; then per market: index, price ticks
+INV2 = (P + 1) // 2
+MEM_KINDS = tuple(k for k in KINDS if k not in ("k_mg", "k_tick"))
+CHECKED = ("k_mk", "k_tk", "k_wd", "k_xo")
+"""Rows after which the account owes a margin check (a chain of k_mg rows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class MemoryTerms:
         cols: list[Sequence[int]] = [self.acct, self.version]
         cols += [[c[i] for c in self.collateral] for i in range(5)]
         cols.append(self.nonce)
+        cols.append([0] * len(self.acct))  # no margin check pending at either end
         m = len(self.lots[0]) if self.lots else 0
         cols += [[x[i] for x in self.lots] for i in range(m)]
         cols += [[x[i] for x in self.funding] for i in range(m)]
@@ -72,11 +78,12 @@ class BatchPublic:
     trace_length: int
     markets: tuple[MarketConstants, ...]
     initial_indices: tuple[int, ...]
+    initial_prices: tuple[int, ...]  # oracle prices in ticks
     initial: MemoryTerms
     final: MemoryTerms
     deposits: tuple[tuple[int, int], ...]  # (account, amount)
     withdrawals: tuple[int, ...]
-    funding: tuple[tuple[int, ...], ...]  # index vector after each funding tick
+    funding: tuple[tuple[int, ...], ...]  # (indices, price ticks) after each tick
 
 
 def _dot(weights: Sequence[FE], comps: Sequence[FE]) -> FE:
@@ -105,8 +112,8 @@ class BatchAir(Air):
         self.width = self.cols.width
         self.pairs = (NUM_LOOKUPS + 1) // 2
         self.aux_width = 4 + self.pairs
-        self.mem_slots = 8 + 2 * len(public.markets)
-        self.ev_slots = EVENT_SLOTS + len(public.markets)
+        self.mem_slots = 9 + 2 * len(public.markets)
+        self.ev_slots = EVENT_SLOTS + 2 * len(public.markets)
 
     def public_input_bytes(self) -> bytes:
         return self.public.statement
@@ -128,9 +135,14 @@ class BatchAir(Air):
         tr = c("k_mk") + c("k_tk")
         half = LIMB // 2
         out = [c("r0"), c("r1")]
-        out += [c(f"cn{i}") for i in range(5)] + [c("cn4") * 32]
+        # cn4·32 − 1024·q: |C| < 2^49, and C >= 0 where a margin chain ends (q)
+        out += [c(f"cn{i}") for i in range(5)] + [c("cn4") * 32 - c("q") * 1024]
         for p in ("a", "x", "y"):
-            out += [c(f"{p}0"), c(f"{p}1"), c(f"{p}1") * 2]
+            out += [c(f"{p}0"), c(f"{p}1")]
+            if p == "x":  # X >= 0 on trade and margin rows, |X| < 2^20 elsewhere
+                out.append(c("x1") * 2 - (tr + c("k_mg")) * 1024)
+            else:
+                out.append(c(f"{p}1") * 2)
         out += [c(f"z{i}") for i in range(4)] + [c("z3") * 8, c("wp")]
         out += [c(f"v{i}") for i in range(4)]
         out += [c("rem"), c("fb") - 1 - c("rem") + 1 - tr]
@@ -141,16 +153,17 @@ class BatchAir(Air):
     def _memory(self, c: Callable[[str], FE]) -> tuple[list[FE], list[FE]]:
         """Read and write tuples of a row (same slot order as MemoryTerms)."""
         m = len(self.public.markets)
-        kinds = [c(k) for k in KINDS]
-        mem = kinds[0]
-        for k in kinds[1:-1]:
-            mem = mem + k
+        kk = _sum([c(k) for k in MEM_KINDS])
+        mem = kk + c("mst")
         loop = 1 - mem
         rv = c("t") - 1 - c("r0") - c("r1") * LIMB + loop
         read = [c("acct"), rv] + [c(f"co{i}") for i in range(5)] + [c("nonce")]
+        read.append(c("mst") * c("pr"))
         read += [c(f"lo{i}") for i in range(m)] + [c(f"fo{i}") for i in range(m)]
-        write = [c("acct"), c("t")] + [c(f"cn{i}") for i in range(5)]
+        write = [c("acct"), c("t")]
+        write += [c(f"co{i}") + kk * (c(f"cn{i}") - c(f"co{i}")) for i in range(5)]
         write.append(c("nonce") + c("k_wd") + c("k_xo"))
+        write.append(c("pw"))
         write += [c(f"lo{i}") + c(f"e{i}") * c("D") for i in range(m)]
         write += [c(f"fn{i}") for i in range(m)]
         return read, write
@@ -160,8 +173,8 @@ class BatchAir(Air):
         amount = [c(f"v{i}") for i in range(4)]
         dep = _dot(d[:7], [FE.const(TAG_DEPOSIT), c("dseq"), c("acct"), *amount])
         wd = _dot([*d[:2], *d[3:7]], [FE.const(TAG_WITHDRAWAL), c("wseq"), *amount])
-        idx = [c(f"I{i}") for i in range(m)]
-        tick = _dot([*d[:2], *d[7 : 7 + m]], [FE.const(TAG_FUNDING), c("fseq"), *idx])
+        idx = [c(f"I{i}") for i in range(m)] + [c(f"T{i}") for i in range(m)]
+        tick = _dot([*d[:2], *d[7 : 7 + 2 * m]], [FE.const(TAG_FUNDING), c("fseq"), *idx])
         return c("k_dep") * dep + c("k_wd") * wd + c("k_tick") * tick
 
     # ------------------------------------------------------------ constraints
@@ -184,7 +197,8 @@ class BatchAir(Air):
         esum = e[0]
         for x in e[1:]:
             esum = esum + x
-        out.append(esum - act - c("k_f1"))
+        mg = c("k_mg")
+        out.append(esum - act - c("k_f1") - mg)
         # counters, table, indices in force
         out.append(n("t") - c("t") - 1)
         dtab = n("tab") - c("tab")
@@ -192,6 +206,7 @@ class BatchAir(Air):
         for seq, kind in (("dseq", "k_dep"), ("wseq", "k_wd"), ("fseq", "k_tick")):
             out.append(n(seq) - c(seq) - n(kind))
         out += [(1 - n("k_tick")) * (n(f"I{i}") - c(f"I{i}")) for i in range(m)]
+        out += [(1 - n("k_tick")) * (n(f"T{i}") - c(f"T{i}")) for i in range(m)]
         # sequencing: maker, fee, taker, fee; transfer out, transfer in
         for a, b in (("k_mk", "k_f1"), ("k_f1", "k_tk"), ("k_tk", "k_f2"), ("k_xo", "k_xi")):
             out.append(c(a) * (1 - n(b)))
@@ -213,20 +228,24 @@ class BatchAir(Air):
         out.append(c("k_set") * (x - lots))
         out.append(c("k_set") * (y - idx + _dot(e, [c(f"fo{i}") for i in range(m)])))
         sig = c("sig")
-        out.append(tr * (sig * sig - 1))
+        out.append((tr + mg) * (sig * sig - 1))
         out.append(tr * (c("D") - sig * x))
         out.append((1 - tr) * c("D"))
         unit = _dot(e, [FE.const(q.quote_unit) for q in mk])
-        out.append(tr * (c("sq") - sig * unit))
+        out.append((tr + mg) * (c("sq") - sig * unit))
         a_new = c("a0") + c("a1") * LIMB - OFF_SMALL
-        out.append(act * (a_new - lots - c("D")))
+        out.append((act + mg) * (a_new - lots - c("D")))
         out.append(act * a_new * (1 - c("nz")))
         out.append(c("G") - c("nz") * idx)
         for i in range(m):
             fo = c(f"fo{i}")
             out.append(c(f"fn{i}") - fo - act * e[i] * (c("G") - fo))
-        fa = _dot(e, [c("k_mk") * q.maker_fee[0] + c("k_tk") * q.taker_fee[0] for q in mk])
-        fb = _dot(e, [c("k_mk") * q.maker_fee[1] + c("k_tk") * q.taker_fee[1] for q in mk])
+        mi = c("mi")
+        mgi, mgm = mg * mi, mg - mg * mi
+        fa = _dot(e, [c("k_mk") * q.maker_fee[0] + c("k_tk") * q.taker_fee[0]
+                      + mgi * q.initial[0] + mgm * q.maintenance[0] for q in mk])  # fmt: skip
+        fb = _dot(e, [c("k_mk") * q.maker_fee[1] + c("k_tk") * q.taker_fee[1]
+                      + mgi * q.initial[1] + mgm * q.maintenance[1] for q in mk])  # fmt: skip
         out.append(c("fa") - fa)
         out.append(c("fb") - fb)
         # Z = X·Y exactly: mod p, and mod 2^11 through the low limbs
@@ -234,8 +253,8 @@ class BatchAir(Air):
         out.append(z_full - x * y)
         out.append(c("x0") * c("y0") - c("z0") - c("wp") * LIMB)
         # collateral' = collateral − cz·Z + cv·V: mod p, and mod 2^22 limb by limb
-        cz = c("k_set") + tr * c("sq")
-        cv = c("k_f1") + c("k_f2") + c("k_dep") + c("k_xi") - tr - c("k_wd") - c("k_xo")
+        cz = c("k_set") + tr * c("sq") - mg * c("sq")
+        cv = c("k_f1") + c("k_f2") + c("k_dep") + c("k_xi") - tr - c("k_wd") - c("k_xo") - mg
         v_full = self._limbs(c, "v", 4)
         c_old = self._limbs(c, "co", 5)
         c_new = self._limbs(c, "cn", 5)
@@ -254,8 +273,59 @@ class BatchAir(Air):
                 d = d - c("rem")
             out.append(d - c(f"wf{i}") * LIMB)
             w = c(f"wf{i}")
+        out += self._margin(c, n, e, x, y, a_new, tr, mg)
         if frame.challenges:
             out += self._aux_transitions(frame, c, n)
+        return out
+
+    def _margin(
+        self,
+        c: Callable[[str], FE],
+        n: Callable[[str], FE],
+        e: list[FE],
+        x: FE,
+        y: FE,
+        a_new: FE,
+        tr: FE,
+        mg: FE,
+    ) -> list[FE]:
+        """Margin chains: after each trade side, withdrawal and transfer, the account's
+        value at the prices in force is at least its (first-tier) requirement."""
+        m = len(self.public.markets)
+        out: list[FE] = []
+        mi, q, mst, trd, sig = c("mi"), c("q"), c("mst"), c("trd"), c("sig")
+        out += [v * (1 - v) for v in (mi, q, mst, trd)]
+        out.append(q * (1 - mg))
+        out.append(mst * (1 - mg))
+        out.append(trd * mi)
+        # chains: consecutive k_mg rows of one account; q ends one, mst starts the next
+        out.append(mg * (1 - q) * (1 - n("k_mg")))
+        out.append(mg * (1 - q) * (n("acct") - c("acct")))
+        out.append(n("mst") - n("k_mg") * (1 - mg + mg * q))
+        cont = n("k_mg") - n("k_mg") * n("mst")  # next row continues this chain
+        out += [cont * (n(f"co{i}") - c(f"cn{i}")) for i in range(5)]
+        out += [cont * (n(f"lo{i}") - c(f"lo{i}")) for i in range(m)]
+        out.append(cont * (n("mi") - mi))
+        for i in range(m):
+            cov = c(f"cov{i}")
+            out.append(cov * (1 - cov))
+            out.append(n("k_mg") * (n(f"cov{i}") - n(f"e{i}")) - cont * cov)
+            out.append(q * (1 - cov) * c(f"lo{i}"))
+        # a margin row: X = |lots|, Y = price in ticks, Z = X·Y < 2^33, V = requirement
+        out.append(mg * (x - sig * a_new))
+        out.append(mg * (y - _dot(e, [c(f"T{i}") for i in range(m)])))
+        out.append(mg * (c("z3") - MARGIN_Z3))
+        # funding settled before every check and every trade
+        settled = tr + c("k_wd") + c("k_xo") + mst
+        out += [settled * c(f"lo{i}") * (c(f"I{i}") - c(f"fo{i}")) for i in range(m)]
+        # pending checks in memory: 1 = initial, 2 = maintenance, 3 + 2·market + (1+σ)/2 =
+        # maintenance after a trade of side σ in that market (its row must come first)
+        mk_idx = _dot(e, [FE.const(i) for i in range(m)])
+        out.append(
+            c("pw") - c("k_wd") - c("k_xo") - tr * mi
+            - (tr - tr * mi) * (3 + mk_idx * 2 + (1 + sig) * INV2)
+        )  # fmt: skip
+        out.append(c("pr") - mi - (1 - mi) * (2 + trd * (1 + mk_idx * 2 + (1 - sig) * INV2)))
         return out
 
     def _aux_transitions(
@@ -295,6 +365,8 @@ class BatchAir(Air):
         out.append(Boundary(cols["fseq"], last, len(pub.funding)))
         for i, v in enumerate(pub.initial_indices):
             out.append(Boundary(cols[f"I{i}"], 0, v % P))
+        for i, v in enumerate(pub.initial_prices):
+            out.append(Boundary(cols[f"T{i}"], 0, v % P))
         for k in KINDS:
             out.append(Boundary(cols[k], 0, 0))
             out.append(Boundary(cols[k], last, 0))
@@ -327,9 +399,9 @@ class BatchAir(Air):
         m = len(pub.markets)
         terms: list[list[int]] = []
         for j, (acct, amount) in enumerate(pub.deposits, 1):
-            terms.append([TAG_DEPOSIT, j, acct, *_v(amount)] + [0] * m)
+            terms.append([TAG_DEPOSIT, j, acct, *_v(amount)] + [0] * 2 * m)
         for j, amount in enumerate(pub.withdrawals, 1):
-            terms.append([TAG_WITHDRAWAL, j, 0, *_v(amount)] + [0] * m)
+            terms.append([TAG_WITHDRAWAL, j, 0, *_v(amount)] + [0] * 2 * m)
         for j, vec in enumerate(pub.funding, 1):
             terms.append([TAG_FUNDING, j, 0, 0, 0, 0, 0, *vec])
         prod = ff.ext_one()
@@ -377,6 +449,13 @@ class BatchAir(Air):
         aux[0], aux[1], aux[2], aux[3] = z, e, s, ht
         aux[4:] = hs.transpose(1, 0, 2)
         return aux
+
+
+def _sum(xs: Sequence[FE]) -> FE:
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = acc + x
+    return acc
 
 
 def _v(amount: int) -> list[int]:

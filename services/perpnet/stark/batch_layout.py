@@ -75,6 +75,11 @@ class MarketConstants:
     quote_unit: int
     maker_fee: tuple[int, int]
     taker_fee: tuple[int, int]
+    initial: tuple[int, int] = (0, 1)
+    """First-tier initial margin per (lot × tick), a reduced fraction: unit·ppm / 10^6."""
+    maintenance: tuple[int, int] = (0, 1)
+    tier_cap: int = 0
+    """Notional up to which the first tier applies (quantums)."""
 
     @staticmethod
     def of(market: Market) -> MarketConstants:
@@ -86,6 +91,9 @@ class MarketConstants:
             unit,
             _fraction(unit * market.maker_fee_ppm, PPM),
             _fraction(unit * market.taker_fee_ppm, PPM),
+            _fraction(unit * market.tiers[0].initial_ppm, PPM),
+            _fraction(unit * market.tiers[0].maintenance_ppm, PPM),
+            market.tiers[0].up_to if market.tiers[0].up_to is not None else 1 << 127,
         )
 
     def encode(self) -> bytes:
@@ -96,6 +104,9 @@ class MarketConstants:
             self.quote_unit,
             *self.maker_fee,
             *self.taker_fee,
+            *self.initial,
+            *self.maintenance,
+            self.tier_cap,
         )
         return b"".join(p.to_bytes(16, "big") for p in parts)
 
@@ -111,16 +122,27 @@ def market_constants(markets: MarketSet) -> tuple[MarketConstants, ...]:
     for c in out:
         if not 0 < c.quote_unit < MAX_QUOTE_UNIT:
             raise ValueError(f"market {c.market_id}: step·tick/scale must be in [1, 2^8)")
-        for a, b in (c.maker_fee, c.taker_fee):
+        for a, b in (c.maker_fee, c.taker_fee, c.initial, c.maintenance):
             if a > MAX_FRACTION or b > MAX_FRACTION:
                 raise ValueError(f"market {c.market_id}: reduced fee fraction {a}/{b} too large")
+        if (c.quote_unit << MARGIN_Z_BITS) > c.tier_cap:
+            raise ValueError(f"market {c.market_id}: first margin tier below 2^33 quote units")
     return out
 
 
-KINDS = ("k_set", "k_mk", "k_tk", "k_f1", "k_f2", "k_dep", "k_wd", "k_xo", "k_xi", "k_tick")
+KINDS = (
+    "k_set", "k_mk", "k_tk", "k_f1", "k_f2", "k_dep", "k_wd", "k_xo", "k_xi", "k_mg", "k_tick",
+)  # fmt: skip
 """Row kinds: funding settlement of one position, maker/taker side of a trade, the fee
-pool's credit after each side, deposit, withdrawal, transfer out/in, funding tick.
-A row with no kind is padding. Every kind but k_tick is a memory operation."""
+pool's credit after each side, deposit, withdrawal, transfer out/in, one market of a
+margin check, price/funding tick. A row with no kind is padding. Every kind but k_mg
+and k_tick is a memory operation; a k_mg row is one when it starts its chain (`mst`)."""
+
+MARGIN_Z_BITS = 33
+"""On margin rows |lots|·ticks < 2^33; every market must keep 2^33 quote units inside its
+first margin tier, so that the first tier's fractions are the ones in force."""
+MARGIN_Z3 = 1 << (Z_BITS - MARGIN_Z_BITS)
+"""z3 on margin rows: Z + 2^40 = z0 + 2^11·z1 + 2^22·z2 + 2^33·128 means 0 <= Z < 2^33."""
 
 
 class Columns:
@@ -137,6 +159,8 @@ class Columns:
         names += ["a0", "a1", "x0", "x1", "y0", "y1", "z0", "z1", "z2", "z3", "wp"]
         names += ["v0", "v1", "v2", "v3", "wc0", "wc1", "wf0", "wf1", "wf2"]
         names += ["dseq", "wseq", "fseq", "tab", "mult"]
+        names += ["mi", "pr", "pw", "q", "mst", "trd"]
+        names += [f"cov{i}" for i in range(m)] + [f"T{i}" for i in range(m)]
         self.names = tuple(names)
         self.index = {n: i for i, n in enumerate(names)}
         self.num_markets = m

@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from perpnet.core.accounts import Account
 from perpnet.core.batch import PublicInputs, encode_diff
 from perpnet.core.crypto import keccak
-from perpnet.core.encoding import Reader, decode_account
+from perpnet.core.encoding import Reader
 from perpnet.core.errors import CoreError
 from perpnet.core.markets import PPB, MarketSet
 from perpnet.core.smt import EMPTY_LEAF, MultiProof, verify_multiproof
@@ -42,7 +41,7 @@ from perpnet.stark.batch_layout import (
     c_limbs,
     market_constants,
 )
-from perpnet.stark.batch_trace import TICK_FUNDING, TICK_ORACLE, Ledger, ledger_of
+from perpnet.stark.batch_trace import TICK_FUNDING, TICK_ORACLE, Ledger
 from perpnet.stark.errors import StarkVerificationError
 
 END_OF_FUNDING = 0xFFFF
@@ -168,10 +167,21 @@ def _check_multiproof(
         raise _fail(f"{what}: leaves do not open to the root")
 
 
+def _in_ticks(prices: dict[int, int], markets: MarketSet) -> tuple[int, ...]:
+    """Oracle prices in ticks; the AIR supports on-tick prices below 2^20 ticks."""
+    out = []
+    for m in markets.markets:
+        price = prices[m.market_id]
+        if price % m.tick_size or not 0 <= price // m.tick_size < 1 << SMALL_BITS:
+            raise _fail(f"market {m.market_id}: price {price} is off tick or beyond 2^20 ticks")
+        out.append(price // m.tick_size)
+    return tuple(out)
+
+
 def _replay_ticks(
     ticks: Sequence[tuple[int, int, int]], g: Globals, markets: MarketSet
 ) -> list[tuple[int, ...]]:
-    """Prices and indices after the public ticks; the index vector after each funding tick."""
+    """Prices and indices after the public ticks; (indices, prices in ticks) after each tick."""
     prices, indices = dict(g.prices), dict(g.indices)
     out: list[tuple[int, ...]] = []
     rates: list[tuple[int, int]] = []
@@ -180,6 +190,8 @@ def _replay_ticks(
             if rates or market_id not in prices or value <= 0:
                 raise _fail("malformed oracle tick")
             prices[market_id] = value
+            out.append(tuple(indices[m.market_id] for m in markets.markets)
+                       + _in_ticks(prices, markets))  # fmt: skip
         elif kind == TICK_FUNDING and market_id == END_OF_FUNDING:
             deltas = []
             for m, rate in rates:
@@ -190,7 +202,8 @@ def _replay_ticks(
                 deltas.append((m, delta))
             for m, delta in deltas:
                 indices[m] += delta
-            out.append(tuple(indices[m.market_id] for m in markets.markets))
+            out.append(tuple(indices[m.market_id] for m in markets.markets)
+                       + _in_ticks(prices, markets))  # fmt: skip
             rates = []
         elif kind == TICK_FUNDING and market_id in indices:
             if any(m == market_id for m, _ in rates):
@@ -204,22 +217,64 @@ def _replay_ticks(
     return out
 
 
-def _decode(account_id: int, leaf: bytes) -> Account | None:
+_HEAD = 20 + 4 + 16 + 8 + 1
+_POS = 2 + 16 * 3
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """The fields of an account leaf the statement needs (`encode_account`'s layout)."""
+
+    owner: bytes
+    subaccount: int
+    collateral: int
+    nonce: int
+    positions: dict[int, tuple[int, int]]  # market -> (size, funding index)
+
+
+def decode_leaf(account_id: int, leaf: bytes) -> Leaf | None:
+    """Exactly the leaves `decode_account` accepts, without building an Account (fast)."""
     if not leaf:
         return None
-    try:
-        return decode_account(account_id, leaf)
-    except CoreError as exc:
-        raise _fail(f"account {account_id}: bad leaf: {exc}") from None
+    k = (len(leaf) - _HEAD) // _POS
+    if len(leaf) < _HEAD or len(leaf) != _HEAD + _POS * k or leaf[_HEAD - 1] != k:
+        raise _fail(f"account {account_id}: bad leaf: wrong length")
+    positions: dict[int, tuple[int, int]] = {}
+    previous = -1
+    for j in range(_HEAD, len(leaf), _POS):
+        market = int.from_bytes(leaf[j : j + 2], "big")
+        if market <= previous:
+            raise _fail(f"account {account_id}: bad leaf: positions out of order")
+        previous = market
+        size = int.from_bytes(leaf[j + 2 : j + 18], "big", signed=True)
+        positions[market] = (size, int.from_bytes(leaf[j + 18 : j + 34], "big", signed=True))
+    return Leaf(
+        leaf[:20],
+        int.from_bytes(leaf[20:24], "big"),
+        int.from_bytes(leaf[24:40], "big", signed=True),
+        int.from_bytes(leaf[40:48], "big"),
+        positions,
+    )
 
 
-def _ledger(acct: Account | None, consts: Sequence[MarketConstants], account_id: int) -> Ledger:
-    if acct is not None and any(m not in {c.market_id for c in consts} for m in acct.positions):
-        raise _fail(f"account {account_id}: position in an unknown market")
-    try:
-        led = ledger_of(acct, consts)
-    except Exception:
-        raise _fail(f"account {account_id}: position off step") from None
+def _decode(account_id: int, leaf: bytes) -> Leaf | None:
+    return decode_leaf(account_id, leaf)
+
+
+def _ledger(acct: Leaf | None, consts: Sequence[MarketConstants], account_id: int) -> Ledger:
+    if acct is None:
+        led = Ledger(0, 0, [0] * len(consts), [0] * len(consts))
+    else:
+        if any(m not in {c.market_id for c in consts} for m in acct.positions):
+            raise _fail(f"account {account_id}: position in an unknown market")
+        lots, funding = [], []
+        for c in consts:
+            size, index = acct.positions.get(c.market_id, (0, 0))
+            if size % c.step_size:
+                raise _fail(f"account {account_id}: position off step")
+            lots.append(size // c.step_size)
+            funding.append(index)
+        led = Ledger(acct.collateral, acct.nonce, lots, funding)
     if not -(1 << C_BITS) < led.collateral < 1 << C_BITS or not 0 <= led.nonce < MAX_NONCE:
         raise _fail(f"account {account_id}: collateral or nonce beyond the AIR's bounds")
     if any(not -(1 << SMALL_BITS) < x < 1 << SMALL_BITS for x in led.lots):
@@ -269,6 +324,7 @@ def derive_public(
     if any(not 0 < a < 1 << V_BITS for a in amounts):
         raise _fail("a deposit or withdrawal amount is beyond the AIR's bounds")
     initial = [old_g.indices[c.market_id] for c in consts]
+    initial_prices = _in_ticks(old_g.prices, markets)
     funding = _replay_ticks(ex.ticks, old_g, markets)
     if old_g.prices != new_g.prices or old_g.indices != new_g.indices:
         raise _fail("prices or funding indices differ from the replayed ticks")
@@ -313,6 +369,7 @@ def derive_public(
         trace_length=ex.trace_length,
         markets=consts,
         initial_indices=tuple(initial),
+        initial_prices=initial_prices,
         initial=_terms(ids, [0] * len(ids), old_l),
         final=_terms(ids, ex.last_versions, new_l),
         deposits=tuple(deposits),

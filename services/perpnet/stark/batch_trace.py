@@ -24,6 +24,7 @@ from perpnet.stark.batch_layout import (
     KINDS,
     LIMB,
     LIMB_BITS,
+    MARGIN_Z_BITS,
     MAX_ACCOUNT_ID,
     MAX_NONCE,
     MIN_TRACE,
@@ -92,13 +93,20 @@ class Witness:
 class _Rows:
     """Accumulates rows as dicts of integers, then packs them into field columns."""
 
-    def __init__(self, cols: Columns, consts: Sequence[MarketConstants], indices: list[int]):
+    def __init__(
+        self,
+        cols: Columns,
+        consts: Sequence[MarketConstants],
+        indices: list[int],
+        prices: list[int],
+    ):
         self.cols = cols
         self.consts = consts
         self.m = len(consts)
         self.rows: list[dict[str, int]] = []
         self.last: dict[int, int] = {}
         self.indices = list(indices)
+        self.prices = list(prices)
         self.seq = {"dseq": 0, "wseq": 0, "fseq": 0}
         self.pad()
 
@@ -107,6 +115,8 @@ class _Rows:
         row: dict[str, int] = {"t": t, **self.seq}
         for i, v in enumerate(self.indices):
             row[f"I{i}"] = v
+        for i, v in enumerate(self.prices):
+            row[f"T{i}"] = v
         return row
 
     def pad(self, kind: str | None = None) -> None:
@@ -131,6 +141,7 @@ class _Rows:
 
     def _fill(self, row: dict[str, int]) -> None:
         """Defaults for the product, amount and carry columns (X = Y = Z = V = 0)."""
+        _pending(row)
         row.setdefault("a0", 0)
         row.setdefault("a1", OFF_SMALL >> LIMB_BITS)
         for name, value in zip(("x0", "x1"), small_limbs(row.pop("_X", 0)), strict=True):
@@ -150,9 +161,9 @@ class _Rows:
             row[f"v{i}"] = limb
         kind = {k: row.get(k, 0) for k in KINDS}
         tr = kind["k_mk"] + kind["k_tk"]
-        cz = kind["k_set"] + tr * row.get("sq", 0)
+        cz = kind["k_set"] + (tr - kind["k_mg"]) * row.get("sq", 0)
         cv = kind["k_f1"] + kind["k_f2"] + kind["k_dep"] + kind["k_xi"]
-        cv -= tr + kind["k_wd"] + kind["k_xo"]
+        cv -= tr + kind["k_wd"] + kind["k_xo"] + kind["k_mg"]
         w = 0
         for i in range(2):
             w = _exact_div(
@@ -197,6 +208,76 @@ class _Rows:
         self._fill(row)
         self.rows.append(row)
 
+    def margin(self, acct: int, led: Ledger, initial: bool, traded: tuple[int, int] | None) -> None:
+        """The chain of k_mg rows checking `led` (the account's state right now): one row
+        per held market (the traded one first after a reducing trade), at least one row."""
+        markets = [i for i in range(self.m) if led.lots[i]]
+        if traded is not None and not initial:
+            markets = [traded[0]] + [i for i in markets if i != traded[0]]
+        if not markets:
+            markets = [0]
+        acc = led.collateral
+        cov = [0] * self.m
+        for j, i in enumerate(markets):
+            c = self.consts[i]
+            lots, ticks = led.lots[i], self.prices[i]
+            trd = 1 if j == 0 and traded is not None and not initial else 0
+            sign = -traded[1] if trd and traded is not None else (1 if lots >= 0 else -1)
+            x = sign * lots
+            if x < 0:
+                raise StarkProverError("internal error: margin row sign")
+            z = x * ticks
+            if not 0 <= z < 1 << MARGIN_Z_BITS:
+                raise StarkProverError(
+                    f"account {acct}: position of {x} lots at {ticks} ticks is beyond the AIR's "
+                    "first-tier margin bound (|lots|·ticks < 2^33)"
+                )
+            fa, fb = c.initial if initial else c.maintenance
+            req = -(-z * fa // fb)
+            cov[i] = 1
+            before = led.copy()
+            before.collateral = acc
+            acc = acc + sign * c.quote_unit * z - req
+            if not -(1 << C_BITS) < acc < 1 << C_BITS:
+                raise StarkProverError(f"account {acct}: margin sum beyond the AIR's ±2^49")
+            row = self._base()
+            row["k_mg"] = 1
+            row["acct"] = acct
+            if j == 0:
+                rv = self.last.get(acct, 0)
+                r = row["t"] - 1 - rv
+                row["r0"], row["r1"] = r & (LIMB - 1), r >> LIMB_BITS
+                self.last[acct] = row["t"]
+                row["mst"] = 1
+            self._ledger(row, before, acc)
+            row[f"e{i}"] = 1
+            row["a0"], row["a1"] = small_limbs(lots)
+            row["mi"] = int(initial)
+            row["trd"] = trd
+            row["q"] = int(j == len(markets) - 1)
+            for k in range(self.m):
+                row[f"cov{k}"] = cov[k]
+            row.update(sig=sign, sq=sign * c.quote_unit, fa=fa, fb=fb, rem=fb * req - fa * z)
+            row.update(_X=x, _Y=ticks, _V=req)
+            self._fill(row)
+            self.rows.append(row)
+
+
+def _pending(row: dict[str, int]) -> None:
+    """mi, trd, pr, pw as the AIR's pending-check constraints define them."""
+    mi = row.setdefault("mi", 1)
+    trd = row.get("trd", 0)
+    sig = row.get("sig", 0)
+    sig = -1 if sig in (-1, P - 1) else sig
+    market = next((int(k[1:]) for k, v in row.items() if k[0] == "e" and k[1:].isdigit() and v), 0)
+    row["pr"] = mi + (1 - mi) * (2 + trd * (1 + 2 * market + (1 - sig) // 2))
+    if row.get("k_mk") or row.get("k_tk"):
+        row["pw"] = mi + (1 - mi) * (3 + 2 * market + (1 + sig) // 2)
+    elif row.get("k_wd") or row.get("k_xo"):
+        row["pw"] = 1
+    else:
+        row["pw"] = 0
+
 
 def _exact_div(value: int, what: str) -> int:
     if value % LIMB:
@@ -232,9 +313,23 @@ class _Builder:
         self.consts = market_constants(state.markets)
         self.ids = [c.market_id for c in self.consts]
         self.cols = Columns(len(self.consts))
-        self.rows = _Rows(self.cols, self.consts, [state.funding_index[m] for m in self.ids])
+        self.rows = _Rows(
+            self.cols,
+            self.consts,
+            [state.funding_index[m] for m in self.ids],
+            [self.ticks_of(i, state.prices.get(m, 0)) for i, m in enumerate(self.ids)],
+        )
         self.ledgers: dict[int, Ledger] = {}
         self.ticks: list[tuple[int, int, int]] = []
+
+    def ticks_of(self, i: int, price: int) -> int:
+        tick = self.consts[i].tick_size
+        if price % tick or not 0 <= price // tick < 1 << SMALL_BITS:
+            raise StarkProverError(
+                f"oracle price {price} of market {self.consts[i].market_id} is off tick or "
+                "beyond 2^20 ticks: not supported by the batch AIR"
+            )
+        return price // tick
 
     def known(self, owner: bytes, subaccount: int) -> int:
         """The id the core uses (or will create) for an account, its ledger loaded now."""
@@ -290,7 +385,10 @@ class _Builder:
         _check_small(after.lots[i], "position")
         _check_amount(fee, "fee")
         rem = fb * fee - fa * lots * ticks
-        extra = {"sig": sign % P, "sq": sign * c.quote_unit, "D": sign * lots, "fa": fa}
+        old, new = led.lots[i], after.lots[i]
+        increasing = abs(new) > abs(old) or (old != 0 and new != 0 and (old > 0) != (new > 0))
+        extra = {"sig": sign, "sq": sign * c.quote_unit, "D": sign * lots, "fa": fa}
+        extra["mi"] = int(increasing)
         self.rows.mem(
             kind, acct, led, after, market=i, _X=lots, _Y=ticks, _V=fee, fb=fb, rem=rem, **extra
         )
@@ -301,6 +399,10 @@ class _Builder:
         if isinstance(tx, OraclePriceTick):
             st.apply(tx, authenticated=True)
             self.ticks.append((TICK_ORACLE, tx.market_id, tx.price))
+            i = self.ids.index(tx.market_id)
+            self.rows.prices[i] = self.ticks_of(i, tx.price)
+            self.rows.seq["fseq"] += 1
+            self.rows.pad("k_tick")
             return
         if isinstance(tx, FundingTick):
             st.apply(tx, authenticated=True)
@@ -322,6 +424,7 @@ class _Builder:
             self.settle(acct)
             self.rows.seq["wseq"] += 1
             self.credit("k_wd", acct, tx.amount)
+            self.rows.margin(acct, self.ledgers[acct], True, None)
         elif isinstance(tx, Transfer):
             src = self.known(tx.owner, tx.subaccount)
             dst = self.known(tx.to_owner, tx.to_subaccount)
@@ -329,6 +432,7 @@ class _Builder:
             self.settle(src)
             self.credit("k_xo", src, tx.amount)
             self.credit("k_xi", dst, tx.amount)
+            self.rows.margin(src, self.ledgers[src], True, None)
         elif isinstance(tx, Trade):
             maker = self.known(tx.maker.order.owner, tx.maker.order.subaccount)
             taker = self.known(tx.taker.order.owner, tx.taker.order.subaccount)
@@ -349,6 +453,9 @@ class _Builder:
             )
             self.side("k_tk", taker, i, -sign, lots, ticks, fill.taker_fee)
             self.credit("k_f2", FEE_POOL_ID, fill.taker_fee)
+            for acct, rows_kind, side_sign in ((maker, "k_mk", sign), (taker, "k_tk", -sign)):
+                row = next(r for r in reversed(self.rows.rows) if r.get(rows_kind))
+                self.rows.margin(acct, self.ledgers[acct], bool(row["mi"]), (i, side_sign))
         else:
             raise StarkProverError(f"{type(tx).__name__} is not supported by batch AIR v1")
         for acct in st.last_touched:
@@ -401,10 +508,16 @@ def pack(cols: Columns, rows: list[dict[str, int]]) -> np.ndarray:
     return out.astype(np.uint64)
 
 
-def set_multiplicities(cols: Columns, trace: np.ndarray, lookups: np.ndarray) -> None:
-    """Fill `mult` from the lookup values of rows 0..n-2 ((k, n) array)."""
+def set_multiplicities(
+    cols: Columns, trace: np.ndarray, lookups: np.ndarray, *, strict: bool = True
+) -> None:
+    """Fill `mult` from the lookup values of rows 0..n-2 ((k, n) array).
+
+    strict=False counts only in-range values (soundness tests build cheating traces)."""
     n = trace.shape[1]
     vals = lookups[:, : n - 1].ravel()
+    if not strict:
+        vals = vals[vals < TABLE_SIZE]
     if vals.size and int(vals.max()) >= TABLE_SIZE:
         bad = int(np.argmax(lookups[:, : n - 1].max(axis=0) >= TABLE_SIZE))
         raise StarkProverError(f"a range-checked value is out of range at row {bad}")
