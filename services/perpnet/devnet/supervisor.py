@@ -14,6 +14,7 @@ from pathlib import Path
 
 from perpnet.devnet.plan import ANVIL_BLOCK_TIME_S, Plan
 from perpnet.l1.anvil import BLOCK_GAS_LIMIT, DEV_KEY, find_anvil, rpc
+from perpnet.runtime.db import upgrade
 from perpnet.runtime.localproc import LocalProcessError, spawn, start_redis, wait_for_port
 
 Report = Callable[[str], None]
@@ -80,6 +81,8 @@ def up(plan: Plan, report: Report, health_timeout_s: float = 60.0) -> list[Start
         _save(plan, started)
         report("contracts")
         _deploy(plan)
+        report("database")
+        upgrade(plan.environment()["PERPNET_DATABASE_URL"])  # once, before services race to it
         plan.env_file.write_text(
             "".join(f"{k}={v}\n" for k, v in sorted(plan.environment().items()))
         )

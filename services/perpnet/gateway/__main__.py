@@ -7,6 +7,7 @@ exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from dataclasses import replace
@@ -52,6 +53,20 @@ def _local_config(settings: GatewaySettings) -> ExchangeConfig:
     return replace(config, oracle_signers=frozenset(k.address for k in ORACLE_KEYS))
 
 
+async def _serve(settings: GatewaySettings) -> None:
+    """Build the backend inside the server's event loop: gRPC aio channels belong to one loop."""
+    app = create_app(build_backend(settings), settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.bind_host,
+        port=settings.http_port,
+        log_config=None,  # keep the runtime's JSON logging
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        ws_max_queue=settings.ws_queue,
+    )
+    await uvicorn.Server(config).serve()
+
+
 def main() -> int:
     try:
         settings = GatewaySettings.from_env("gateway")
@@ -63,16 +78,7 @@ def main() -> int:
     configure_logging("gateway", settings.log_level)
     metrics, _port = start_metrics_server(settings.bind_host, settings.metrics_port)
     try:
-        app = create_app(build_backend(settings), settings)
-        config = uvicorn.Config(
-            app,
-            host=settings.bind_host,
-            port=settings.http_port,
-            log_config=None,  # keep the runtime's JSON logging
-            timeout_graceful_shutdown=int(settings.shutdown_grace_s),
-            ws_max_queue=settings.ws_queue,
-        )
-        uvicorn.Server(config).run()
+        asyncio.run(_serve(settings))
     finally:
         metrics.shutdown()
     return 0

@@ -53,7 +53,8 @@ which the ABI decoder ignores; real batch proofs are far longer anyway)."""
 
 def _sources_hash(name: str) -> str:
     """keccak of the compiler version, the contract and every stark_*.vy it may import."""
-    parts = [vyper.__version__.encode(), (CONTRACTS / f"{name}.vy").read_bytes()]
+    # the artifact format version (2: runtime_size counts immutables) is part of the key
+    parts = [b"artifact v2", vyper.__version__.encode(), (CONTRACTS / f"{name}.vy").read_bytes()]
     for path in sorted(CONTRACTS.glob("stark_*.vy")):
         parts.append(path.name.encode() + b"\0" + path.read_bytes())
     return keccak(b"\0".join(parts)).hex()
@@ -71,21 +72,29 @@ def compile_stark(name: str) -> Artifact:
         path.read_text(),
         contract_path=path.name,
         input_bundle=FilesystemInputBundle([CONTRACTS]),
-        output_formats=["abi", "bytecode", "bytecode_runtime"],
+        output_formats=["abi", "bytecode", "bytecode_runtime", "layout"],
     )
     bytecode = bytes.fromhex(out["bytecode"].removeprefix("0x"))
     runtime = bytes.fromhex(out["bytecode_runtime"].removeprefix("0x"))
+    # immutables are appended to the deployed code: they count towards EIP-170
+    immutables = sum(int(v["length"]) for v in out["layout"].get("code_layout", {}).values())
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(
-        json.dumps({"abi": out["abi"], "bytecode": bytecode.hex(), "runtime_size": len(runtime)})
+        json.dumps(
+            {
+                "abi": out["abi"],
+                "bytecode": bytecode.hex(),
+                "runtime_size": len(runtime) + immutables,
+            }
+        )
     )
     tmp.replace(cached)
     return Artifact(name, out["abi"], bytecode, digest)
 
 
 def runtime_size(name: str) -> int:
-    """Deployed code size in bytes (EIP-170 allows 24,576)."""
+    """Deployed code size in bytes, immutables included (EIP-170 allows 24,576)."""
     compile_stark(name)
     data = json.loads((cache_dir() / f"{name}-{_sources_hash(name)}.json").read_text())
     return int(data["runtime_size"])

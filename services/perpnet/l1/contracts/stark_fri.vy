@@ -16,6 +16,7 @@ MAX_FRI: constant(uint256) = L.MAX_PROOF
 MAX_LAYERS: constant(uint256) = 24
 MAX_FINAL: constant(uint256) = 256
 MAX_COSETS: constant(uint256) = L.MAX_QUERIES * 8
+PPPP2: constant(uint256) = 2 * L.PPPP
 
 
 @internal
@@ -42,6 +43,21 @@ def _ext_at(base: uint256, length: uint256, o: uint256) -> uint256:
 def _fold(f: uint256[8], r: uint256, xinv: uint256, beta: uint256, w: uint256[8], rinv: uint256) -> uint256:
     """fri.fold for one coset: f[m] = value at x·ζ^m; returns Σ_k (β/x)^k · f_k, where
     f_k = Σ_m ζ^(-mk)/r · f[m]. w[j] = ζ^(-j)."""
+    y: uint256 = L.ext_mul_base(beta, xinv)
+    if r == 4:
+        # radix-2 butterflies (ζ^-2 = -1): 4·f_0 = a + c, 4·f_2 = a - c, 4·f_1 = b + d,
+        # 4·f_3 = b - d; lanes stay below 2^34 until they are reduced for a product
+        a: uint256 = unsafe_add(f[0], f[2])
+        c: uint256 = unsafe_add(f[1], f[3])
+        b: uint256 = unsafe_sub(unsafe_add(f[0], L.PPPP), f[2])
+        d: uint256 = L.reduce_lanes(unsafe_mul(unsafe_sub(unsafe_add(f[1], L.PPPP), f[3]), w[1]))
+        acc: uint256 = L.reduce_lanes(unsafe_sub(unsafe_add(b, L.PPPP), d))
+        acc = L.reduce_lanes(
+            unsafe_add(L.ext_mul(acc, y), unsafe_sub(unsafe_add(a, PPPP2), c))
+        )
+        acc = L.reduce_lanes(unsafe_add(L.ext_mul(acc, y), unsafe_add(b, d)))
+        acc = L.reduce_lanes(unsafe_add(L.ext_mul(acc, y), unsafe_add(a, c)))
+        return L.ext_mul_base(acc, rinv)
     parts: uint256[8] = empty(uint256[8])
     for k: uint256 in range(8):
         if k >= r:
@@ -59,7 +75,6 @@ def _fold(f: uint256[8], r: uint256, xinv: uint256, beta: uint256, w: uint256[8]
         if r < 4:
             total = L.ext_add(total, L.reduce_lanes(acc))
         parts[k] = total
-    y: uint256 = L.ext_mul_base(beta, xinv)
     out: uint256 = parts[r - 1]
     for s: uint256 in range(7):
         if s + 2 > r:
@@ -206,6 +221,7 @@ def verify_fri(
         x: uint256 = xs[t]
         acc: uint256 = 0
         for s: uint256 in range(nf, bound=MAX_FINAL):
-            acc = L.ext_add(L.ext_mul_base(acc, x), final_poly[nf - 1 - s])
+            # lanes of acc·x + c stay below 2^63
+            acc = L.reduce_lanes(unsafe_add(unsafe_mul(acc, x), final_poly[nf - 1 - s]))
         assert acc == vals[t], "FRI: the final polynomial does not match the last fold"
     return True

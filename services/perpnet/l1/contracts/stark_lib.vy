@@ -160,34 +160,27 @@ def ext_mul_base(a: uint256, s: uint256) -> uint256:
 @internal
 @pure
 def ext_mul(a: uint256, b: uint256) -> uint256:
-    a0: uint256 = a & M64
-    a1: uint256 = (a >> 64) & M64
-    a2: uint256 = (a >> 128) & M64
-    a3: uint256 = a >> 192
-    b0: uint256 = b & M64
-    b1: uint256 = (b >> 64) & M64
-    b2: uint256 = (b >> 128) & M64
-    b3: uint256 = b >> 192
-    c0: uint256 = unsafe_add(
-        unsafe_mul(a0, b0),
+    """a·b in F_p[X]/(X^4 - 11) with one 512-bit product: the packed words multiply as
+    polynomials in 2^64 (every coefficient c_k of X^k, k = 0..6, is a sum of at most
+    four products < 2^62, so < 2^64: no carry between lanes). The low word holds
+    c_0..c_3, the high word (from MULMOD by 2^256 - 1) c_4..c_6; the result is
+    c_k + 11·(c_(k+4) mod p) per lane, which is still < 2^64, reduced mod p."""
+    lo: uint256 = unsafe_mul(a, b)
+    mm: uint256 = uint256_mulmod(a, b, max_value(uint256))
+    hi: uint256 = unsafe_sub(unsafe_sub(mm, lo), convert(mm < lo, uint256))
+    t: uint256 = unsafe_add(
+        lo,
         unsafe_mul(
             NONRESIDUE,
-            unsafe_add(unsafe_add(unsafe_mul(a1, b3), unsafe_mul(a2, b2)), unsafe_mul(a3, b1)),
+            ((hi & M64) % P) | ((((hi >> 64) & M64) % P) << 64) | (((hi >> 128) % P) << 128),
         ),
     )
-    c1: uint256 = unsafe_add(
-        unsafe_add(unsafe_mul(a0, b1), unsafe_mul(a1, b0)),
-        unsafe_mul(NONRESIDUE, unsafe_add(unsafe_mul(a2, b3), unsafe_mul(a3, b2))),
+    return (
+        ((t & M64) % P)
+        | ((((t >> 64) & M64) % P) << 64)
+        | ((((t >> 128) & M64) % P) << 128)
+        | (((t >> 192) % P) << 192)
     )
-    c2: uint256 = unsafe_add(
-        unsafe_add(unsafe_add(unsafe_mul(a0, b2), unsafe_mul(a1, b1)), unsafe_mul(a2, b0)),
-        unsafe_mul(NONRESIDUE, unsafe_mul(a3, b3)),
-    )
-    c3: uint256 = unsafe_add(
-        unsafe_add(unsafe_mul(a0, b3), unsafe_mul(a1, b2)),
-        unsafe_add(unsafe_mul(a2, b1), unsafe_mul(a3, b0)),
-    )
-    return (c0 % P) | ((c1 % P) << 64) | ((c2 % P) << 128) | ((c3 % P) << 192)
 
 
 @internal
@@ -358,32 +351,31 @@ def merkle_root(
 def sorted_unique(
     values: DynArray[uint256, MAX_QUERIES], mask: uint256
 ) -> DynArray[uint256, MAX_QUERIES]:
-    """sorted(set(v & mask for v in values)), by insertion."""
-    out: DynArray[uint256, MAX_QUERIES] = []
+    """sorted(set(v & mask for v in values)), by insertion from the back."""
+    out: uint256[MAX_QUERIES] = empty(uint256[MAX_QUERIES])
+    k: uint256 = 0
     for v: uint256 in values:
         x: uint256 = v & mask
-        # find the insertion point
-        pos: uint256 = len(out)
-        dup: bool = False
-        for i: uint256 in range(MAX_QUERIES):
-            if i >= len(out):
+        j: uint256 = k
+        for _: uint256 in range(MAX_QUERIES):
+            if j == 0:
                 break
-            if out[i] == x:
-                dup = True
+            prev: uint256 = out[j - 1]
+            if prev <= x:
                 break
-            if out[i] > x:
-                pos = i
-                break
-        if dup:
+            out[j] = prev
+            j -= 1
+        if j > 0 and out[j - 1] == x:
+            # a duplicate: undo the shift
+            for i: uint256 in range(j, k, bound=MAX_QUERIES):
+                out[i] = out[i + 1]
             continue
-        out.append(x)
-        for s: uint256 in range(MAX_QUERIES):
-            j: uint256 = len(out) - 1 - s
-            if j <= pos:
-                break
-            out[j] = out[j - 1]
-        out[pos] = x
-    return out
+        out[j] = x
+        k += 1
+    result: DynArray[uint256, MAX_QUERIES] = []
+    for i: uint256 in range(k, bound=MAX_QUERIES):
+        result.append(out[i])
+    return result
 
 
 @internal

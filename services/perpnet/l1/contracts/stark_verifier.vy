@@ -30,6 +30,10 @@ MAX_COSETS: constant(uint256) = L.MAX_QUERIES * 8
 MAX_LOG_TRACE: constant(uint256) = 21
 # keccak("perpnet.stark.transcript.v1" || "perpnet.stark.v1"): Transcript(b"perpnet.stark.v1")
 TRANSCRIPT_START: constant(bytes32) = keccak256("perpnet.stark.transcript.v1perpnet.stark.v1")
+# 64-bit lanes: the low u32 of each (EVEN_LANES), 2^32 - p in each, bit 32 of each
+EVEN_LANES: constant(uint256) = 26959946660873538060741835960174461801791452538186943042387869433855
+LANE_OFFSET: constant(uint256) = 14322471660646675656306593745635149180578925623606730618157846757375
+LANE_CARRY: constant(uint256) = 26959946667150639796128516724350533591920057417771119838357381709824
 MAGIC_VERSION: constant(uint256) = 5786654192555936513  # 0x504E535441524B01: "PNSTARK", version 1
 
 
@@ -386,14 +390,9 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
 
     # ---- trace and composition openings at the queried leaves
     gp: DynArray[uint256, MAX_OOD] = []  # γ^j
-    gp_lo: DynArray[uint256, MAX_WIDTH] = []  # limbs 0, 1 of γ^j in 128-bit lanes (main)
-    gp_hi: DynArray[uint256, MAX_WIDTH] = []  # limbs 2, 3
     acc: uint256 = 1
     for j: uint256 in range(w + a + k, bound=MAX_OOD):
         gp.append(acc)
-        if j < w:
-            gp_lo.append((acc & L.M64) | (((acc >> 64) & L.M64) << 128))
-            gp_hi.append(((acc >> 128) & L.M64) | ((acc >> 192) << 128))
         acc = L.ext_mul(acc, gamma)
     # F(z) and G(z·g) (protocol.ood_combinations)
     g_z: uint256 = 0
@@ -413,6 +412,8 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     for c: uint256 in range(k, bound=MAX_CHUNKS):
         f_z = L.ext_add(f_z, L.ext_mul(gp[w + a + c], ood[2 * w + 2 * a + c]))
     zg: uint256 = L.ext_mul_base(z, L.two_adic_root(lay.log_n))
+    z_sum_neg: uint256 = L.ext_neg(L.ext_add(z, zg))
+    zz: uint256 = L.ext_mul(z, zg)
 
     depth: uint256 = lay.log_leaves
     # main trace (kq, r, w), aux trace (kq, r, 4a), composition (kq, r, 4k)
@@ -453,28 +454,95 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     zeta: uint256 = L.two_adic_root(LOG_FOLDING)
     nums: DynArray[uint256, MAX_COSETS] = []
     dens: DynArray[uint256, MAX_COSETS] = []
+    # G(x) over the main columns for every opened row, eight columns at a time with
+    # their weights in locals: limbs 0, 1 of γ^j in the 128-bit lanes of lo, limbs 2, 3
+    # in those of hi; products are < 2^62, so the lanes never overflow
+    nrows: uint256 = kq * r
+    acc_lo: uint256[MAX_COSETS] = empty(uint256[MAX_COSETS])
+    acc_hi: uint256[MAX_COSETS] = empty(uint256[MAX_COSETS])
+    for cw: uint256 in range(MAX_WIDTH // 8):
+        c: uint256 = 8 * cw
+        if c >= w:
+            break
+        glo: uint256[8] = empty(uint256[8])
+        ghi: uint256[8] = empty(uint256[8])
+        for l: uint256 in range(8):
+            if c + l < w:
+                gj: uint256 = gp[c + l]
+                glo[l] = (gj & L.M64) | (((gj >> 64) & L.M64) << 128)
+                ghi[l] = ((gj >> 128) & L.M64) | ((gj >> 192) << 128)
+        g0: uint256 = glo[0]
+        g1: uint256 = glo[1]
+        g2: uint256 = glo[2]
+        g3: uint256 = glo[3]
+        g4: uint256 = glo[4]
+        g5: uint256 = glo[5]
+        g6: uint256 = glo[6]
+        g7: uint256 = glo[7]
+        h0: uint256 = ghi[0]
+        h1: uint256 = ghi[1]
+        h2: uint256 = ghi[2]
+        h3: uint256 = ghi[3]
+        h4: uint256 = ghi[4]
+        h5: uint256 = ghi[5]
+        h6: uint256 = ghi[6]
+        h7: uint256 = ghi[7]
+        tail: uint256 = max_value(uint256)
+        if c + 8 > w:
+            # lanes past the row belong to the next one: their weights are zero, but
+            # they must not fail the range check
+            tail = ~((1 << (32 * (c + 8 - w))) - 1)
+        cell_at: uint256 = main_at + 4 * c
+        for row: uint256 in range(nrows, bound=MAX_COSETS):
+            word: uint256 = L.swap_lanes(convert(extract32(proof, cell_at), uint256)) & tail
+            cell_at = unsafe_add(cell_at, 4 * w)
+            # every u32 lane < p: add 2^32 - p in 64-bit lanes, no carry may reach bit 32
+            assert (
+                (unsafe_add(word & EVEN_LANES, LANE_OFFSET) | unsafe_add((word >> 32) & EVEN_LANES, LANE_OFFSET))
+                & LANE_CARRY
+            ) == 0, "element not reduced modulo p"
+            v0: uint256 = word >> 224
+            v1: uint256 = (word >> 192) & L.M32
+            v2: uint256 = (word >> 160) & L.M32
+            v3: uint256 = (word >> 128) & L.M32
+            v4: uint256 = (word >> 96) & L.M32
+            v5: uint256 = (word >> 64) & L.M32
+            v6: uint256 = (word >> 32) & L.M32
+            v7: uint256 = word & L.M32
+            acc_lo[row] = unsafe_add(
+                acc_lo[row],
+                unsafe_add(
+                    unsafe_add(
+                        unsafe_add(unsafe_mul(g0, v0), unsafe_mul(g1, v1)),
+                        unsafe_add(unsafe_mul(g2, v2), unsafe_mul(g3, v3)),
+                    ),
+                    unsafe_add(
+                        unsafe_add(unsafe_mul(g4, v4), unsafe_mul(g5, v5)),
+                        unsafe_add(unsafe_mul(g6, v6), unsafe_mul(g7, v7)),
+                    ),
+                ),
+            )
+            acc_hi[row] = unsafe_add(
+                acc_hi[row],
+                unsafe_add(
+                    unsafe_add(
+                        unsafe_add(unsafe_mul(h0, v0), unsafe_mul(h1, v1)),
+                        unsafe_add(unsafe_mul(h2, v2), unsafe_mul(h3, v3)),
+                    ),
+                    unsafe_add(
+                        unsafe_add(unsafe_mul(h4, v4), unsafe_mul(h5, v5)),
+                        unsafe_add(unsafe_mul(h6, v6), unsafe_mul(h7, v7)),
+                    ),
+                ),
+            )
     for t: uint256 in range(kq, bound=L.MAX_QUERIES):
         x: uint256 = unsafe_mul(L.GENERATOR, L.modexp(root_n, queries[t])) % L.P
         for m: uint256 in range(8):
             if m >= r:
                 break
             row: uint256 = t * r + m
-            # G(x): main columns by lazy 128-bit-lane accumulation, then aux columns
-            lo: uint256 = 0
-            hi: uint256 = 0
-            row_at: uint256 = main_at + 4 * w * row
-            for cw: uint256 in range(MAX_WIDTH // 8):
-                c0: uint256 = 8 * cw
-                if c0 >= w:
-                    break
-                word: uint256 = L.swap_lanes(convert(extract32(proof, row_at + 4 * c0), uint256))
-                for l: uint256 in range(8):
-                    if c0 + l >= w:
-                        break
-                    v: uint256 = (word >> (224 - 32 * l)) & L.M32
-                    assert v < L.P, "element not reduced modulo p"
-                    lo = unsafe_add(lo, unsafe_mul(gp_lo[c0 + l], v))
-                    hi = unsafe_add(hi, unsafe_mul(gp_hi[c0 + l], v))
+            lo: uint256 = acc_lo[row]
+            hi: uint256 = acc_hi[row]
             g_x: uint256 = L.pack(
                 (lo & L.M128) % L.P, (lo >> 128) % L.P, (hi & L.M128) % L.P, (hi >> 128) % L.P
             )
@@ -492,7 +560,10 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
                     L.ext_mul(L.ext_sub(f_x, f_z), d2), L.ext_mul(L.ext_sub(g_x, g_zg), d1)
                 )
             )
-            dens.append(L.ext_mul(d1, d2))
+            # (x - z)(x - zg) = x^2 + x·(-(z + zg)) + z·zg: lanes stay below 2^63
+            dens.append(
+                L.reduce_lanes(unsafe_add(unsafe_add(unsafe_mul(z_sum_neg, x), zz), unsafe_mul(x, x) % L.P))
+            )
             x = unsafe_mul(x, zeta) % L.P
     invs: DynArray[uint256, MAX_COSETS] = self._batch_inv(dens)
     cosets: DynArray[uint256, MAX_COSETS] = []
