@@ -2,8 +2,10 @@
 
 The worker holding a batch is killed with SIGKILL; the other reclaims the job
 once it has been idle for `reclaim_after_s`, proves it and stores a proof that
-verifies. A batch the prover refuses (a forced withdrawal: not in the AIR yet)
-is recorded FAILED with the reason, and the batches after it are still proven.
+verifies. A forced withdrawal is proven like any other transaction; a batch the
+prover refuses (a position past the first margin tier, which the AIR does not
+cover) is recorded FAILED with the reason, and the batches after it are still
+proven.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.orm import Session
 
 from perpnet.bridge.statement import Statement, genesis_globals
+from perpnet.core.batch import PublicInputs
 from perpnet.core.encoding import encode_tx
 from perpnet.core.markets import USD
 from perpnet.core.txs import ForcedWithdrawal, Tx
@@ -139,12 +142,27 @@ async def _kill_the_holder(
     assert proof.prover_id == survivor
     statement = Statement.of(record.public_inputs, record.state_diff, genesis_globals(desk.state()))
     verify_batch(statement.public_inputs, statement.diff, proof.proof)
+    after_first = PublicInputs.decode(record.public_inputs).globals
     assert "reclaimed" in workers[survivor].log_tail(200)
     announced = await client.xrange(topics.PROOFS)
     assert [fields[b"batch_id"] for _id, fields in announced] == [str(first).encode()]
 
     forced = ForcedWithdrawal(desk.tick(), 0, ALICE.address, 0, 5 * USD, ALICE.address)
-    refused = await _submit(stub, forced)
+    served = await _submit(stub, forced)
+    record, proof = await _settled(engine, served)
+    assert record.status == BatchStatus.PROVEN and proof is not None
+    statement = Statement.of(record.public_inputs, record.state_diff, after_first)
+    verify_batch(statement.public_inputs, statement.diff, proof.proof)
+
+    bob, carol = trader("bob"), trader("carol")
+    await _submit(
+        stub,
+        desk.price(0, 50_000 * USD),
+        desk.deposit(bob, 200_000 * USD),
+        desk.deposit(carol, 200_000 * USD),
+    )
+    # 20 BTC at 50,000 = 1M USD of notional: past the AIR's first margin tier
+    refused = await _submit(stub, desk.cross(bob, carol, 0, True, 20 * 10**10, 50_000 * USD))
     later = await _submit(stub, desk.deposit(ALICE, 7 * USD))
     record, proof = await _settled(engine, refused)
     assert record.status == BatchStatus.FAILED and proof is None

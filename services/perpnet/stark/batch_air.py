@@ -1,8 +1,10 @@
 """The batch AIR: the exchange's ledger rules as constraints over the batch trace.
 
 One row per effect on one account (funding settlement of one position, one side of
-a trade, the fee pool's credit, a deposit, a withdrawal, one half of a transfer)
-plus a row per funding tick and padding. docs/stark.md lists every column and
+a trade, liquidation or deleverage, the fee pool's once-per-batch credit of the fee
+accumulator, the insurance fund's credit of a liquidation fee, a deposit, a withdrawal,
+a forced withdrawal, one half of a transfer, one market of a margin check) plus a row
+per oracle or funding tick and padding. docs/stark.md lists every column and
 constraint; in short:
 
 - memory: each row reads (account, version, ledger) and writes (account, t, ledger').
@@ -13,8 +15,8 @@ constraint; in short:
 - arithmetic: collateral' = collateral − cz·Z + cv·V exactly (11-bit limbs, checked
   mod p and mod 2^22), Z = X·Y exactly (mod p and mod 2^11), fees
   b·fee = a·Z + rem with 0 <= rem < b (the market's fee rate as a reduced fraction);
-- events: a second grand product E binds deposit, withdrawal and funding-tick rows, in
-  order, to the public lists;
+- events: a second grand product E binds deposit, withdrawal, forced-withdrawal and
+  tick rows, in order, to the public lists;
 - ranges: one LogUp sum S over 34 looked-up values per row against `tab` = 0..2047.
 """
 
@@ -40,12 +42,19 @@ from perpnet.stark.batch_layout import (
 from perpnet.stark.field import P64, Arr, P
 
 NUM_LOOKUPS = 34
-TAG_DEPOSIT, TAG_WITHDRAWAL, TAG_FUNDING = 1, 2, 3
+TAG_DEPOSIT, TAG_WITHDRAWAL, TAG_FUNDING, TAG_FORCED = 1, 2, 3, 4
 EVENT_SLOTS = 7  # tag, seq, account, four amount limbs; then per market: index, price ticks
 INV2 = (P + 1) // 2
 MEM_KINDS = tuple(k for k in KINDS if k not in ("k_mg", "k_tick"))
-CHECKED = ("k_mk", "k_tk", "k_wd", "k_xo")
+CHECKED = ("k_mk", "k_tk", "k_lcm", "k_wd", "k_xo", "k_fw")
 """Rows after which the account owes a margin check (a chain of k_mg rows)."""
+PRICED = ("k_mk", "k_tk", "k_lqm", "k_lcm")
+"""Rows that move a position at a price: collateral −= σ·L·T·unit (+ their amount V)."""
+POSITION = (*PRICED, "k_lqb", "k_lcb")
+"""Rows that move a position by D = σ·X (X >= 0 lots)."""
+FEES = ("k_mk", "k_tk", "k_lcm")
+"""Rows whose V is a trading fee: fb·V = fa·Z + rem, 0 <= rem < fb; added to the fee pool's
+accumulator `fq` and credited to the fee pool (account 1) by a k_fee row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class BatchPublic:
     deposits: tuple[tuple[int, int], ...]  # (account, amount)
     withdrawals: tuple[int, ...]
     funding: tuple[tuple[int, ...], ...]  # (indices, price ticks) after each tick
+    forced: tuple[tuple[int, int], ...] = ()  # (account, served) of forced entries served > 0
 
 
 def _dot(weights: Sequence[FE], comps: Sequence[FE]) -> FE:
@@ -101,7 +111,7 @@ def _powers(x: FE, k: int) -> list[FE]:
 
 
 class BatchAir(Air):
-    name = b"perpnet.batch.v1"
+    name = b"perpnet.batch.v2"
     transition_degree = 3
     num_aux_challenges = 5  # gamma, delta (memory), gamma2, delta2 (events), beta (lookups)
 
@@ -132,20 +142,21 @@ class BatchAir(Air):
 
     def lookups(self, c: Callable[[str], FE]) -> list[FE]:
         """The 34 values every row range-checks into [0, 2^11)."""
-        tr = c("k_mk") + c("k_tk")
+        pos = _sum([c(k) for k in POSITION])
+        fee = _sum([c(k) for k in FEES])
         half = LIMB // 2
         out = [c("r0"), c("r1")]
         # cn4·32 − 1024·q: |C| < 2^49, and C >= 0 where a margin chain ends (q)
         out += [c(f"cn{i}") for i in range(5)] + [c("cn4") * 32 - c("q") * 1024]
         for p in ("a", "x", "y"):
             out += [c(f"{p}0"), c(f"{p}1")]
-            if p == "x":  # X >= 0 on trade and margin rows, |X| < 2^20 elsewhere
-                out.append(c("x1") * 2 - (tr + c("k_mg")) * 1024)
+            if p == "x":  # X >= 0 on position and margin rows, |X| < 2^20 elsewhere
+                out.append(c("x1") * 2 - (pos + c("k_mg")) * 1024)
             else:
                 out.append(c(f"{p}1") * 2)
         out += [c(f"z{i}") for i in range(4)] + [c("z3") * 8, c("wp")]
         out += [c(f"v{i}") for i in range(4)]
-        out += [c("rem"), c("fb") - 1 - c("rem") + 1 - tr]
+        out += [c("rem"), c("fb") - 1 - c("rem") + 1 - fee]
         out += [c(f"wc{i}") + half for i in range(2)] + [c(f"wf{i}") + half for i in range(3)]
         assert len(out) == NUM_LOOKUPS
         return out
@@ -175,7 +186,8 @@ class BatchAir(Air):
         wd = _dot([*d[:2], *d[3:7]], [FE.const(TAG_WITHDRAWAL), c("wseq"), *amount])
         idx = [c(f"I{i}") for i in range(m)] + [c(f"T{i}") for i in range(m)]
         tick = _dot([*d[:2], *d[7 : 7 + 2 * m]], [FE.const(TAG_FUNDING), c("fseq"), *idx])
-        return c("k_dep") * dep + c("k_wd") * wd + c("k_tick") * tick
+        forced = _dot(d[:7], [FE.const(TAG_FORCED), c("xseq"), c("acct"), *amount])
+        return c("k_dep") * dep + c("k_wd") * wd + c("k_tick") * tick + c("k_fw") * forced
 
     # ------------------------------------------------------------ constraints
 
@@ -192,34 +204,56 @@ class BatchAir(Air):
         out.append(s * (1 - s))
         e = [c(f"e{i}") for i in range(m)]
         out += [x * (1 - x) for x in e]
-        tr = c("k_mk") + c("k_tk")
-        act = c("k_set") + tr
-        esum = e[0]
-        for x in e[1:]:
-            esum = esum + x
+        tr = _sum([c(k) for k in PRICED])
+        pos = tr + c("k_lqb") + c("k_lcb")
+        fee = _sum([c(k) for k in FEES])
+        act = c("k_set") + pos
+        esum = _sum(e)
         mg = c("k_mg")
-        out.append(esum - act - c("k_f1") - mg)
+        out.append(esum - act - mg)
         # counters, table, indices in force
         out.append(n("t") - c("t") - 1)
         dtab = n("tab") - c("tab")
         out.append(dtab * (dtab - 1))
-        for seq, kind in (("dseq", "k_dep"), ("wseq", "k_wd"), ("fseq", "k_tick")):
+        for seq, kind in (("dseq", "k_dep"), ("wseq", "k_wd"), ("fseq", "k_tick"),
+                          ("xseq", "k_fw")):  # fmt: skip
             out.append(n(seq) - c(seq) - n(kind))
         out += [(1 - n("k_tick")) * (n(f"I{i}") - c(f"I{i}")) for i in range(m)]
         out += [(1 - n("k_tick")) * (n(f"T{i}") - c(f"T{i}")) for i in range(m)]
-        # sequencing: maker, fee, taker, fee; transfer out, transfer in
-        for a, b in (("k_mk", "k_f1"), ("k_f1", "k_tk"), ("k_tk", "k_f2"), ("k_xo", "k_xi")):
+        # sequencing: maker, taker; transfer out, in; liquidated side, counterparty
+        pairs = (("k_mk", "k_tk"), ("k_xo", "k_xi"), ("k_lqm", "k_lcm"), ("k_lqb", "k_lcb"))
+        for a, b in pairs:
             out.append(c(a) * (1 - n(b)))
             out.append(n(b) * (1 - c(a)))
-        fee_rows = c("k_f1") + c("k_f2")
-        out.append(fee_rows * (c("acct") - 1))
-        carry = n("k_f1") + n("k_tk")
+        # a liquidation fee: the insurance fund (account 0) is credited exactly what the
+        # liquidated side (next row, priced against a maker) pays as its V; without that
+        # row the liquidated side pays no fee
+        out.append(c("k_lfi") * (1 - n("k_lqm")))
+        out.append(c("k_lfi") * c("acct"))
+        out += [n("k_lqm") * (1 - c("k_lfi")) * n(f"v{i}") for i in range(4)]
+        # the fee pool (account 1) is credited exactly the fees accumulated so far
+        out.append(c("k_fee") * (c("acct") - 1))
+        out += [c("k_fee") * (c(f"v{i}") - c(f"fq{i}")) for i in range(4)]
+        # fq' = fq + V on fee rows, 0 after a k_fee row, limb by limb with boolean carries
+        fc = [c(f"fc{i}") for i in range(3)]
+        for i in range(4):
+            step = c(f"fq{i}") - c("k_fee") * c(f"fq{i}") + fee * c(f"v{i}")
+            if i:
+                step = step + fc[i - 1]
+            if i < 3:
+                step = step - fc[i] * LIMB
+            out.append(n(f"fq{i}") - step)
+        out += [x * (1 - x) for x in fc] + [(1 - fee) * x for x in fc]
+        # the counterparty row repeats the liquidated side's market, lots and price, with
+        # the opposite side; given receipts are moved in full: same |R|, opposite sign
+        carry = n("k_tk") + n("k_lcm") + n("k_lcb")
         for name in ("x0", "x1", "y0", "y1", *(f"e{i}" for i in range(m))):
             out.append(carry * (n(name) - c(name)))
-        out.append(n("k_f1") * (n("sig") - c("sig")))
-        out.append(n("k_tk") * (n("sig") + c("sig")))
-        copy_v = n("k_f1") + n("k_f2") + n("k_xi")
+        out.append(carry * (n("sig") + c("sig")))
+        copy_v = n("k_xi") + n("k_lcb") + c("k_lfi")
         out += [copy_v * (n(f"v{i}") - c(f"v{i}")) for i in range(4)]
+        out.append(n("k_lcb") * (n("rho") - c("rho")))
+        out.append(c("k_lqb") * (c("rho") * c("rho") - 1))
         # X, Y, D, sq, lots', funding'
         x = c("x0") + c("x1") * LIMB - OFF_SMALL
         y = c("y0") + c("y1") * LIMB - OFF_SMALL
@@ -228,11 +262,11 @@ class BatchAir(Air):
         out.append(c("k_set") * (x - lots))
         out.append(c("k_set") * (y - idx + _dot(e, [c(f"fo{i}") for i in range(m)])))
         sig = c("sig")
-        out.append((tr + mg) * (sig * sig - 1))
-        out.append(tr * (c("D") - sig * x))
-        out.append((1 - tr) * c("D"))
+        out.append((pos + mg) * (sig * sig - 1))
+        out.append(pos * (c("D") - sig * x))
+        out.append((1 - pos) * c("D"))
         unit = _dot(e, [FE.const(q.quote_unit) for q in mk])
-        out.append((tr + mg) * (c("sq") - sig * unit))
+        out.append((pos + mg) * (c("sq") - sig * unit))
         a_new = c("a0") + c("a1") * LIMB - OFF_SMALL
         out.append((act + mg) * (a_new - lots - c("D")))
         out.append(act * a_new * (1 - c("nz")))
@@ -242,9 +276,10 @@ class BatchAir(Air):
             out.append(c(f"fn{i}") - fo - act * e[i] * (c("G") - fo))
         mi = c("mi")
         mgi, mgm = mg * mi, mg - mg * mi
-        fa = _dot(e, [c("k_mk") * q.maker_fee[0] + c("k_tk") * q.taker_fee[0]
+        maker = c("k_mk") + c("k_lcm")
+        fa = _dot(e, [maker * q.maker_fee[0] + c("k_tk") * q.taker_fee[0]
                       + mgi * q.initial[0] + mgm * q.maintenance[0] for q in mk])  # fmt: skip
-        fb = _dot(e, [c("k_mk") * q.maker_fee[1] + c("k_tk") * q.taker_fee[1]
+        fb = _dot(e, [maker * q.maker_fee[1] + c("k_tk") * q.taker_fee[1]
                       + mgi * q.initial[1] + mgm * q.maintenance[1] for q in mk])  # fmt: skip
         out.append(c("fa") - fa)
         out.append(c("fb") - fb)
@@ -254,7 +289,8 @@ class BatchAir(Air):
         out.append(c("x0") * c("y0") - c("z0") - c("wp") * LIMB)
         # collateral' = collateral − cz·Z + cv·V: mod p, and mod 2^22 limb by limb
         cz = c("k_set") + tr * c("sq") - mg * c("sq")
-        cv = c("k_f1") + c("k_f2") + c("k_dep") + c("k_xi") - tr - c("k_wd") - c("k_xo") - mg
+        cv = c("k_fee") + c("k_dep") + c("k_xi") + c("k_lfi") + (c("k_lqb") - c("k_lcb")) * c("rho")
+        cv = cv - tr - c("k_wd") - c("k_xo") - c("k_fw") - mg
         v_full = self._limbs(c, "v", 4)
         c_old = self._limbs(c, "co", 5)
         c_new = self._limbs(c, "cn", 5)
@@ -273,7 +309,7 @@ class BatchAir(Air):
                 d = d - c("rem")
             out.append(d - c(f"wf{i}") * LIMB)
             w = c(f"wf{i}")
-        out += self._margin(c, n, e, x, y, a_new, tr, mg)
+        out += self._margin(c, n, e, x, y, a_new, pos, mg)
         if frame.challenges:
             out += self._aux_transitions(frame, c, n)
         return out
@@ -286,7 +322,7 @@ class BatchAir(Air):
         x: FE,
         y: FE,
         a_new: FE,
-        tr: FE,
+        pos: FE,
         mg: FE,
     ) -> list[FE]:
         """Margin chains: after each trade side, withdrawal and transfer, the account's
@@ -316,14 +352,15 @@ class BatchAir(Air):
         out.append(mg * (y - _dot(e, [c(f"T{i}") for i in range(m)])))
         out.append(mg * (c("z3") - MARGIN_Z3))
         # funding settled before every check and every trade
-        settled = tr + c("k_wd") + c("k_xo") + mst
+        settled = pos + c("k_wd") + c("k_xo") + c("k_fw") + mst
         out += [settled * c(f"lo{i}") * (c(f"I{i}") - c(f"fo{i}")) for i in range(m)]
         # pending checks in memory: 1 = initial, 2 = maintenance, 3 + 2·market + (1+σ)/2 =
         # maintenance after a trade of side σ in that market (its row must come first)
         mk_idx = _dot(e, [FE.const(i) for i in range(m)])
+        chk = c("k_mk") + c("k_tk") + c("k_lcm")
         out.append(
-            c("pw") - c("k_wd") - c("k_xo") - tr * mi
-            - (tr - tr * mi) * (3 + mk_idx * 2 + (1 + sig) * INV2)
+            c("pw") - c("k_wd") - c("k_xo") - c("k_fw") - chk * mi
+            - (chk - chk * mi) * (3 + mk_idx * 2 + (1 + sig) * INV2)
         )  # fmt: skip
         out.append(c("pr") - mi - (1 - mi) * (2 + trd * (1 + mk_idx * 2 + (1 - sig) * INV2)))
         return out
@@ -358,8 +395,11 @@ class BatchAir(Air):
         last = self.trace_length - 1
         out = [Boundary(cols["t"], 0, 1), Boundary(cols["tab"], 0, 0)]
         out.append(Boundary(cols["tab"], last, TABLE_SIZE - 1))
-        for seq in ("dseq", "wseq", "fseq"):
+        for seq in ("dseq", "wseq", "fseq", "xseq", "fq0", "fq1", "fq2", "fq3"):
             out.append(Boundary(cols[seq], 0, 0))
+        for i in range(4):
+            out.append(Boundary(cols[f"fq{i}"], last, 0))
+        out.append(Boundary(cols["xseq"], last, len(pub.forced)))
         out.append(Boundary(cols["dseq"], last, len(pub.deposits)))
         out.append(Boundary(cols["wseq"], last, len(pub.withdrawals)))
         out.append(Boundary(cols["fseq"], last, len(pub.funding)))
@@ -404,6 +444,8 @@ class BatchAir(Air):
             terms.append([TAG_WITHDRAWAL, j, 0, *_v(amount)] + [0] * 2 * m)
         for j, vec in enumerate(pub.funding, 1):
             terms.append([TAG_FUNDING, j, 0, 0, 0, 0, 0, *vec])
+        for j, (acct, amount) in enumerate(pub.forced, 1):
+            terms.append([TAG_FORCED, j, acct, *_v(amount)] + [0] * 2 * m)
         prod = ff.ext_one()
         if terms:
             cols = np.array(terms, dtype=object).T

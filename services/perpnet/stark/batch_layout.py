@@ -131,12 +131,19 @@ def market_constants(markets: MarketSet) -> tuple[MarketConstants, ...]:
 
 
 KINDS = (
-    "k_set", "k_mk", "k_tk", "k_f1", "k_f2", "k_dep", "k_wd", "k_xo", "k_xi", "k_mg", "k_tick",
+    "k_set", "k_mk", "k_tk", "k_fee", "k_dep", "k_wd", "k_xo", "k_xi", "k_mg", "k_tick",
+    "k_fw", "k_lqm", "k_lcm", "k_lqb", "k_lcb", "k_lfi",
 )  # fmt: skip
 """Row kinds: funding settlement of one position, maker/taker side of a trade, the fee
-pool's credit after each side, deposit, withdrawal, transfer out/in, one market of a
-margin check, price/funding tick. A row with no kind is padding. Every kind but k_mg
+pool's credit of the fees accumulated so far, deposit, withdrawal, transfer out/in, one
+market of a margin check, price/funding tick, forced withdrawal, the liquidated side and
+the maker of a liquidation against an order (priced), the closing side and the
+counterparty of an insurance takeover or a deleverage (receipt given), the insurance
+fund's credit of a liquidation fee. A row with no kind is padding. Every kind but k_mg
 and k_tick is a memory operation; a k_mg row is one when it starts its chain (`mst`)."""
+
+MAX_TRACE = 1 << 20
+"""Batch traces have at most 2^20 rows: the fee accumulator's limb sums stay below p."""
 
 MARGIN_Z_BITS = 33
 """On margin rows |lots|·ticks < 2^33; every market must keep 2^33 quote units inside its
@@ -159,7 +166,8 @@ class Columns:
         names += ["a0", "a1", "x0", "x1", "y0", "y1", "z0", "z1", "z2", "z3", "wp"]
         names += ["v0", "v1", "v2", "v3", "wc0", "wc1", "wf0", "wf1", "wf2"]
         names += ["dseq", "wseq", "fseq", "tab", "mult"]
-        names += ["mi", "pr", "pw", "q", "mst", "trd"]
+        names += ["mi", "pr", "pw", "q", "mst", "trd", "rho", "xseq"]
+        names += [f"fq{i}" for i in range(4)] + [f"fc{i}" for i in range(3)]
         names += [f"cov{i}" for i in range(m)] + [f"T{i}" for i in range(m)]
         self.names = tuple(names)
         self.index = {n: i for i, n in enumerate(names)}

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from perpnet.core.accounts import FIRST_USER_ID
 from perpnet.core.batch import PublicInputs, encode_diff
 from perpnet.core.crypto import keccak
 from perpnet.core.encoding import Reader
@@ -35,6 +36,7 @@ from perpnet.stark.batch_layout import (
     INDEX_WINDOW,
     MAX_ACCOUNT_ID,
     MAX_NONCE,
+    MAX_TRACE,
     SMALL_BITS,
     V_BITS,
     MarketConstants,
@@ -307,8 +309,8 @@ def derive_public(
         new_g = Globals.parse(pi.globals, markets)
     except (CoreError, TypeError):
         raise _fail("globals do not decode for these markets") from None
-    if pi.forced:
-        raise _fail("forced withdrawals are not supported by batch AIR v1")
+    if not 0 < ex.trace_length <= MAX_TRACE:
+        raise _fail("trace length beyond the batch AIR's 2^20 rows")
     dep_ids = [d.deposit_id for d in pi.deposits]
     if dep_ids != list(range(old_g.next_deposit_id, old_g.next_deposit_id + len(dep_ids))):
         raise _fail("deposits are not consumed in order")
@@ -316,11 +318,18 @@ def derive_public(
         raise _fail("next deposit id does not advance by the deposits consumed")
     if new_g.total_deposited != old_g.total_deposited + sum(d.amount for d in pi.deposits):
         raise _fail("total deposited does not match the deposits")
-    if new_g.total_withdrawn != old_g.total_withdrawn + sum(w.amount for w in pi.withdrawals):
-        raise _fail("total withdrawn does not match the withdrawals")
-    if new_g.next_forced_id != old_g.next_forced_id:
-        raise _fail("forced request counter moved without forced withdrawals")
+    withdrawn = sum(w.amount for w in pi.withdrawals) + sum(f.served for f in pi.forced)
+    if new_g.total_withdrawn != old_g.total_withdrawn + withdrawn:
+        raise _fail("total withdrawn does not match the withdrawals and forced withdrawals")
+    forced_ids = [f.request_id for f in pi.forced]
+    if forced_ids != list(range(old_g.next_forced_id, old_g.next_forced_id + len(forced_ids))):
+        raise _fail("forced requests are not served in order")
+    if new_g.next_forced_id != old_g.next_forced_id + len(forced_ids):
+        raise _fail("next forced request id does not advance by the requests served")
+    if any(not 0 <= f.served <= f.requested for f in pi.forced):
+        raise _fail("a forced withdrawal is served more than requested")
     amounts = [d.amount for d in pi.deposits] + [w.amount for w in pi.withdrawals]
+    amounts += [f.served for f in pi.forced if f.served]
     if any(not 0 < a < 1 << V_BITS for a in amounts):
         raise _fail("a deposit or withdrawal amount is beyond the AIR's bounds")
     initial = [old_g.indices[c.market_id] for c in consts]
@@ -359,6 +368,14 @@ def derive_public(
         if acct is None:
             raise _fail(f"deposit {d.deposit_id} credits no account of the diff")
         deposits.append((acct, d.amount))
+    forced = []
+    for f in pi.forced:
+        if not f.served:
+            continue  # served nothing: no row (the account, if any, is only settled)
+        acct = owners.get((f.owner, f.subaccount))
+        if acct is None or acct < FIRST_USER_ID:
+            raise _fail(f"forced request {f.request_id} is served from no user account")
+        forced.append((acct, f.served))
     for i, c in enumerate(consts):
         seen = [initial[i], *(v[i] for v in funding)]
         seen += [x.funding[i] for x in old_l + new_l if x.lots[i]]
@@ -375,4 +392,5 @@ def derive_public(
         deposits=tuple(deposits),
         withdrawals=tuple(w.amount for w in pi.withdrawals),
         funding=tuple(funding),
+        forced=tuple(forced),
     )

@@ -14,11 +14,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perpnet.core.accounts import FEE_POOL_ID, Account
+from perpnet.core.accounts import FEE_POOL_ID, FIRST_USER_ID, INSURANCE_FUND_ID, Account
 from perpnet.core.errors import CoreError
-from perpnet.core.events import Filled
+from perpnet.core.events import Deleveraged, Filled, Liquidated, WithdrawalEmitted
 from perpnet.core.state import ExchangeState
-from perpnet.core.txs import Deposit, FundingTick, OraclePriceTick, Trade, Transfer, Tx, Withdraw
+from perpnet.core.txs import (
+    Deleverage,
+    Deposit,
+    ForcedWithdrawal,
+    FundingTick,
+    Liquidate,
+    OraclePriceTick,
+    Trade,
+    Transfer,
+    Tx,
+    Withdraw,
+)
 from perpnet.stark.batch_layout import (
     C_BITS,
     KINDS,
@@ -27,6 +38,7 @@ from perpnet.stark.batch_layout import (
     MARGIN_Z_BITS,
     MAX_ACCOUNT_ID,
     MAX_NONCE,
+    MAX_TRACE,
     MIN_TRACE,
     OFF_SMALL,
     SMALL_BITS,
@@ -107,7 +119,7 @@ class _Rows:
         self.last: dict[int, int] = {}
         self.indices = list(indices)
         self.prices = list(prices)
-        self.seq = {"dseq": 0, "wseq": 0, "fseq": 0}
+        self.seq = {"dseq": 0, "wseq": 0, "fseq": 0, "xseq": 0}
         self.pad()
 
     def _base(self) -> dict[str, int]:
@@ -160,10 +172,11 @@ class _Rows:
         for i, limb in enumerate(vl):
             row[f"v{i}"] = limb
         kind = {k: row.get(k, 0) for k in KINDS}
-        tr = kind["k_mk"] + kind["k_tk"]
+        tr = kind["k_mk"] + kind["k_tk"] + kind["k_lqm"] + kind["k_lcm"]
         cz = kind["k_set"] + (tr - kind["k_mg"]) * row.get("sq", 0)
-        cv = kind["k_f1"] + kind["k_f2"] + kind["k_dep"] + kind["k_xi"]
-        cv -= tr + kind["k_wd"] + kind["k_xo"] + kind["k_mg"]
+        cv = kind["k_fee"] + kind["k_dep"] + kind["k_xi"] + kind["k_lfi"]
+        cv += (kind["k_lqb"] - kind["k_lcb"]) * row.get("rho", 0)
+        cv -= tr + kind["k_wd"] + kind["k_xo"] + kind["k_fw"] + kind["k_mg"]
         w = 0
         for i in range(2):
             w = _exact_div(
@@ -199,7 +212,7 @@ class _Rows:
         if market is not None:
             row[f"e{market}"] = 1
         row.update(extra)
-        if kind in ("k_set", "k_mk", "k_tk"):
+        if kind in ("k_set", "k_mk", "k_tk", "k_lqm", "k_lcm", "k_lqb", "k_lcb"):
             assert market is not None
             lots = after.lots[market]
             row["a0"], row["a1"] = small_limbs(lots)
@@ -271,9 +284,9 @@ def _pending(row: dict[str, int]) -> None:
     sig = -1 if sig in (-1, P - 1) else sig
     market = next((int(k[1:]) for k, v in row.items() if k[0] == "e" and k[1:].isdigit() and v), 0)
     row["pr"] = mi + (1 - mi) * (2 + trd * (1 + 2 * market + (1 - sig) // 2))
-    if row.get("k_mk") or row.get("k_tk"):
+    if row.get("k_mk") or row.get("k_tk") or row.get("k_lcm"):
         row["pw"] = mi + (1 - mi) * (3 + 2 * market + (1 + sig) // 2)
-    elif row.get("k_wd") or row.get("k_xo"):
+    elif row.get("k_wd") or row.get("k_xo") or row.get("k_fw"):
         row["pw"] = 1
     else:
         row["pw"] = 0
@@ -321,6 +334,8 @@ class _Builder:
         )
         self.ledgers: dict[int, Ledger] = {}
         self.ticks: list[tuple[int, int, int]] = []
+        self.fees = 0
+        """Fees accumulated (fq) and not yet credited to the fee pool by a k_fee row."""
 
     def ticks_of(self, i: int, price: int) -> int:
         tick = self.consts[i].tick_size
@@ -364,7 +379,7 @@ class _Builder:
     def credit(self, kind: str, acct: int, amount: int, **extra: int) -> None:
         led = self.ledger(acct)
         after = led.copy()
-        sign = 1 if kind in ("k_f1", "k_f2", "k_dep", "k_xi") else -1
+        sign = 1 if kind in ("k_fee", "k_dep", "k_xi", "k_lfi") else -1
         after.collateral += sign * amount
         if kind in ("k_wd", "k_xo"):
             after.nonce += 1
@@ -375,8 +390,12 @@ class _Builder:
     def side(
         self, kind: str, acct: int, i: int, sign: int, lots: int, ticks: int, fee: int
     ) -> None:
+        """A priced position move: collateral −= σ·L·T·unit + fee (k_mk, k_tk, k_lcm: a
+        trading fee, accumulated for the fee pool; k_lqm: the liquidation fee)."""
         c = self.consts[i]
-        fa, fb = c.maker_fee if kind == "k_mk" else c.taker_fee
+        fa, fb = {"k_tk": c.taker_fee, "k_lqm": (0, 0)}.get(kind, c.maker_fee)
+        if kind != "k_lqm":
+            self.fees += fee
         led = self.ledger(acct)
         after = led.copy()
         after.lots[i] += sign * lots
@@ -393,6 +412,98 @@ class _Builder:
             kind, acct, led, after, market=i, _X=lots, _Y=ticks, _V=fee, fb=fb, rem=rem, **extra
         )
         self.ledgers[acct] = after
+
+    def given(self, kind: str, acct: int, i: int, sign: int, lots: int, receipt: int) -> None:
+        """A position move for a given receipt (k_lqb receives it, k_lcb pays it)."""
+        c = self.consts[i]
+        led = self.ledger(acct)
+        after = led.copy()
+        after.lots[i] += sign * lots
+        after.collateral += receipt if kind == "k_lqb" else -receipt
+        after.funding[i] = self.rows.indices[i] if after.lots[i] else 0
+        _check_small(after.lots[i], "position")
+        _check_amount(abs(receipt), "receipt")
+        rho = 1 if receipt >= 0 else -1
+        extra = {"sig": sign, "sq": sign * c.quote_unit, "D": sign * lots, "rho": rho}
+        self.rows.mem(kind, acct, led, after, market=i, _X=lots, _Y=0, _V=abs(receipt), **extra)
+        self.ledgers[acct] = after
+
+    def fee_pool(self) -> tuple[int, Ledger]:
+        """The fee pool's ledger as the core sees it: credited with the accumulated fees."""
+        led = self.ledger(FEE_POOL_ID).copy()
+        led.collateral += self.fees
+        return FEE_POOL_ID, led
+
+    def credit_fees(self) -> None:
+        """One k_fee row: the fee pool receives every fee accumulated so far (fq)."""
+        if self.fees:
+            amount, self.fees = self.fees, 0
+            self.credit("k_fee", FEE_POOL_ID, amount)
+
+    def liquidate(self, tx: Liquidate) -> None:
+        st = self.state
+        acct = tx.account_id
+        self.ledger(acct)
+        if tx.maker is not None:
+            cp = self.known(tx.maker.order.owner, tx.maker.order.subaccount)
+        else:
+            cp = INSURANCE_FUND_ID
+        self.ledger(cp)
+        self.ledger(INSURANCE_FUND_ID)
+        self.ledger(FEE_POOL_ID)
+        pool = st.accounts[FEE_POOL_ID].collateral
+        (event,) = st.apply(tx, authenticated=True)
+        assert isinstance(event, Liquidated) and event.counterparty == cp
+        maker_fee = st.accounts[FEE_POOL_ID].collateral - pool
+        i = self.ids.index(tx.market_id)
+        c = self.consts[i]
+        lots = abs(event.delta) // c.step_size
+        sign = 1 if event.delta > 0 else -1
+        self.settle(acct)
+        self.settle(cp)
+        if tx.maker is None:
+            self.given("k_lqb", acct, i, sign, lots, event.receipt)
+            self.given("k_lcb", cp, i, -sign, lots, event.receipt)
+            return
+        ticks = self.ticks_of(i, tx.price)
+        _check_small(lots, "liquidation size in lots")
+        if sign * lots * ticks * c.quote_unit != -event.receipt:
+            raise StarkProverError("internal error: liquidation receipt is not the maker's price")
+        if event.fee:
+            self.credit("k_lfi", INSURANCE_FUND_ID, event.fee)
+        self.side("k_lqm", acct, i, sign, lots, ticks, event.fee)
+        self.side("k_lcm", cp, i, -sign, lots, ticks, maker_fee)
+        row = self.rows.rows[-1]
+        self.rows.margin(cp, self.ledgers[cp], bool(row["mi"]), (i, -sign))
+
+    def deleverage(self, tx: Deleverage) -> None:
+        st = self.state
+        self.ledger(tx.account_id)
+        self.ledger(tx.offset_account_id)
+        (event,) = st.apply(tx, authenticated=True)
+        assert isinstance(event, Deleveraged)
+        i = self.ids.index(tx.market_id)
+        lots = abs(event.delta) // self.consts[i].step_size
+        sign = 1 if event.delta > 0 else -1
+        self.settle(tx.account_id)
+        self.settle(tx.offset_account_id)
+        self.given("k_lqb", tx.account_id, i, sign, lots, event.receipt)
+        self.given("k_lcb", tx.offset_account_id, i, -sign, lots, event.receipt)
+
+    def forced(self, tx: ForcedWithdrawal) -> None:
+        st = self.state
+        acct = st.account_id(tx.owner, tx.subaccount)
+        if acct is not None and acct >= FIRST_USER_ID:
+            self.ledger(acct)
+        (event,) = st.apply(tx, authenticated=True)
+        assert isinstance(event, WithdrawalEmitted)
+        if acct is None or acct < FIRST_USER_ID:
+            return  # served 0, no account touched
+        self.settle(acct)
+        if event.amount:
+            self.rows.seq["xseq"] += 1
+            self.credit("k_fw", acct, event.amount)
+            self.rows.margin(acct, self.ledgers[acct], True, None)
 
     def apply(self, tx: Tx) -> None:
         st = self.state
@@ -448,20 +559,23 @@ class _Builder:
             self.settle(taker)
             sign = 1 if fill.maker_is_buy else -1
             self.side("k_mk", maker, i, sign, lots, ticks, fill.maker_fee)
-            self.credit(
-                "k_f1", FEE_POOL_ID, fill.maker_fee, e_market=i, _X=lots, _Y=ticks, sig=sign % P
-            )
             self.side("k_tk", taker, i, -sign, lots, ticks, fill.taker_fee)
-            self.credit("k_f2", FEE_POOL_ID, fill.taker_fee)
             for acct, rows_kind, side_sign in ((maker, "k_mk", sign), (taker, "k_tk", -sign)):
                 row = next(r for r in reversed(self.rows.rows) if r.get(rows_kind))
                 self.rows.margin(acct, self.ledgers[acct], bool(row["mi"]), (i, side_sign))
+        elif isinstance(tx, Liquidate):
+            self.liquidate(tx)
+        elif isinstance(tx, Deleverage):
+            self.deleverage(tx)
+        elif isinstance(tx, ForcedWithdrawal):
+            self.forced(tx)
         else:
             raise StarkProverError(f"{type(tx).__name__} is not supported by batch AIR v1")
         for acct in st.last_touched:
             self.ledger(acct)  # bounds-check accounts new to this batch
             got = ledger_of(st.accounts[acct], self.consts)
-            if got != self.ledgers[acct]:
+            mine = self.fee_pool()[1] if acct == FEE_POOL_ID else self.ledgers[acct]
+            if got != mine:
                 raise StarkProverError(
                     f"internal error: rows for account {acct} disagree with the core"
                 )
@@ -480,14 +594,45 @@ def build_witness(state: ExchangeState, txs: Sequence[Tx]) -> Witness:
             b.apply(tx)
         except CoreError as exc:
             raise StarkProverError(f"the core refuses the batch: {exc}") from exc
+    b.credit_fees()
+    if b.ledgers.get(FEE_POOL_ID) is not None:
+        _check_ledger(FEE_POOL_ID, b.ledgers[FEE_POOL_ID])
     rows = b.rows.rows
     used = len(rows)
     n = max(MIN_TRACE, 1 << used.bit_length())  # at least one padding row at the end
+    if n > MAX_TRACE:
+        raise StarkProverError(f"{used} rows: beyond the batch AIR's 2^20-row bound")
     while len(rows) < n:
         b.rows.pad()
+    _accumulate_fees(rows)
     trace = pack(b.cols, rows)
     kinds = {k: int(trace[b.cols[k]].sum()) for k in KINDS}
     return Witness(trace, dict(b.rows.last), b.ticks, used, kinds)
+
+
+def _accumulate_fees(rows: list[dict[str, int]]) -> None:
+    """The fee accumulator fq (4 limbs, the sum before the row) and its carries fc."""
+    acc = [0, 0, 0, 0]
+    for row in rows:
+        for i in range(4):
+            row[f"fq{i}"] = acc[i]
+        v = [row.get(f"v{i}", 0) for i in range(4)]
+        if row.get("k_mk") or row.get("k_tk") or row.get("k_lcm"):
+            carry = 0
+            for i in range(4):
+                total = acc[i] + v[i] + carry
+                carry = total >> LIMB_BITS
+                acc[i] = total & (LIMB - 1)
+                if i < 3:
+                    row[f"fc{i}"] = carry
+                elif carry:
+                    raise StarkProverError("fees of the batch reach 2^44 quantums")
+        elif row.get("k_fee"):
+            if v != acc:
+                raise StarkProverError("internal error: fee pool credit differs from the fees")
+            acc = [0, 0, 0, 0]
+    if acc != [0, 0, 0, 0]:
+        raise StarkProverError("internal error: fees left uncredited")
 
 
 def pack(cols: Columns, rows: list[dict[str, int]]) -> np.ndarray:
