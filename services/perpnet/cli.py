@@ -141,6 +141,19 @@ def bench_prove(
         emit(batch_bench.run(sizes=parsed, repeats=repeats))
 
 
+@bench.command("e2e")
+def bench_e2e(
+    duration: float = typer.Option(20.0, min=1.0, max=600.0, help="seconds of load"),
+    clients: int = typer.Option(8, min=1, max=256, help="concurrent trading clients"),
+    provers: int = typer.Option(1, min=1, max=16),
+) -> None:
+    """The whole system under load: orders/s, trades/s, ack latency, proof cadence, backlog."""
+    from perpnet.bench import e2e
+
+    with err.status("end-to-end benchmark (starts its own devnet on loopback)") as status:
+        emit(e2e.run(duration, clients, provers=provers, progress=status.update))
+
+
 @bench.command("l1")
 def bench_l1() -> None:
     """L1 gas: per state update by batch size, deposit, claim, forced request, escape."""

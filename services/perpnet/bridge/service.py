@@ -45,7 +45,7 @@ from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.deploy import DEFAULT_PATH, Deployment
 from perpnet.proto.v1 import bridge_pb2, bridge_pb2_grpc
 from perpnet.runtime import topics
-from perpnet.runtime.config import Range
+from perpnet.runtime.config import ConfigError, Range, env_name
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import ExchangeSettings
 from perpnet.runtime.grpc_server import Service, run_service
@@ -66,6 +66,23 @@ class BridgeSettings(ExchangeSettings):
     operator_key: str = DEV_KEY  # 0x secret of an operator (and fact registrar) of the rollup
     confirmations: Annotated[int, Range(1, 1000)] = 2
     poll_interval_s: Annotated[float, Range(0.05, 600)] = 1.0
+    # Chaos knob: comma-separated 0x owners whose forced requests are never submitted (the
+    # operator censors them), so a drill can let the grace period pass and freeze the rollup.
+    ignore_forced_from: str = ""
+
+    def __post_init__(self) -> None:
+        self.ignored_owners()  # a malformed address stops the start, named
+
+    def ignored_owners(self) -> frozenset[bytes]:
+        try:
+            owners = [bytes.fromhex(part.strip().removeprefix("0x")) for part in
+                      self.ignore_forced_from.split(",") if part.strip()]  # fmt: skip
+        except ValueError:
+            owners = [b""]
+        if any(len(owner) != 20 for owner in owners):
+            var = env_name(self.service, "ignore_forced_from")
+            raise ConfigError(f"{var}: {self.ignore_forced_from!r} is not 0x addresses")
+        return frozenset(owners)
 
 
 def now_ms() -> int:
@@ -142,6 +159,8 @@ class BridgeService(Service[BridgeSettings]):
         self._last_verified_at: float | None = None
         self._blocked_on: int | None = None
         self._next_tracked: int | None = None
+        self._ignored = settings.ignored_owners()
+        self._censored: set[int] = set()  # ignored request ids, logged once each
 
     def register(self, server: grpc.aio.Server) -> Iterable[str]:
         bridge_pb2_grpc.add_BridgeServicer_to_server(  # type: ignore[no-untyped-call]
@@ -275,6 +294,13 @@ class BridgeService(Service[BridgeSettings]):
                 continue
             if request_id != expected:
                 break
+            if bytes.fromhex(args["owner"][2:]) in self._ignored:
+                if request_id not in self._censored:
+                    self._censored.add(request_id)
+                    self.log.warning(
+                        "ignoring a forced request (chaos)", extra={"l1_id": request_id}
+                    )
+                break  # requests are served in order: this one blocks the ones after it
             tx = ForcedWithdrawal(
                 now_ms(),
                 request_id,

@@ -24,9 +24,11 @@ def up_command(
     directory: Path = DIRECTORY,
     provers: int = typer.Option(2, min=1, max=16, help="prover worker processes"),
     timeout: float = typer.Option(90.0, help="seconds to wait for every service to be healthy"),
+    grace_period: int = typer.Option(120, min=1, help="forced-withdrawal grace period (s)"),
+    block_time: float = typer.Option(1.0, min=0.1, help="anvil's block time (s)"),
 ) -> None:
     """Start redis, anvil, the contracts and every service; return once all are healthy."""
-    plan = Plan(directory, provers=provers)
+    plan = Plan(directory, provers=provers, grace_period_s=grace_period, block_time_s=block_time)
     try:
         with console.status("starting") as status:
             up(plan, lambda step: status.update(f"starting {step}"), timeout)

@@ -6,10 +6,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.typed_data import ANVIL_CHAIN_ID
 from perpnet.runtime.config import GRPC_PORTS, METRICS_PORTS
+from perpnet.runtime.localproc import free_port
 
 # start order: the sequencer first (everyone submits to it), the gateway last
 SERVICES = ("sequencer", "oracle", "margin", "matcher", "prover", "bridge", "gateway")
@@ -35,6 +37,29 @@ class Plan:
     anvil_port: int = ANVIL_PORT
     gateway_port: int = GATEWAY_PORT
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # gRPC and metrics ports by service; a worker's own entry ("prover-1") wins over
+    # the prover's base + 10 per worker
+    grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(GRPC_PORTS))
+    metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(METRICS_PORTS))
+    block_time_s: float = ANVIL_BLOCK_TIME_S  # anvil's --block-time
+    grace_period_s: int | None = None  # the rollup's forced-request grace; None: 120 s
+
+    @classmethod
+    def on_free_ports(cls, directory: Path, provers: int = 1, **knobs: Any) -> Plan:
+        """A plan whose every port was free a moment ago (tests beside other stacks)."""
+        services = [*GRPC_PORTS, *(f"prover-{i}" for i in range(provers))]
+        grpc_ports = {name: free_port() for name in services}
+        metrics_ports = {name: free_port() for name in [*METRICS_PORTS, *services]}
+        return cls(
+            directory,
+            provers=provers,
+            redis_port=free_port(),
+            anvil_port=free_port(),
+            gateway_port=free_port(),
+            grpc_ports=grpc_ports,
+            metrics_ports=metrics_ports,
+            **knobs,
+        )
 
     @property
     def deployment(self) -> Path:
@@ -77,10 +102,12 @@ class Plan:
             "PERPNET_CHAIN_ID": str(ANVIL_CHAIN_ID),
             "PERPNET_LOG_LEVEL": "INFO",
         }
-        for service, port in GRPC_PORTS.items():
-            env[f"PERPNET_{service.upper()}_GRPC_PORT"] = str(port)
-        for service, port in METRICS_PORTS.items():
-            env[f"PERPNET_{service.upper()}_METRICS_PORT"] = str(port)
+        for service, port in self.grpc_ports.items():
+            if "-" not in service:
+                env[f"PERPNET_{service.upper()}_GRPC_PORT"] = str(port)
+        for service, port in self.metrics_ports.items():
+            if "-" not in service:
+                env[f"PERPNET_{service.upper()}_METRICS_PORT"] = str(port)
         if self.deployment.exists():  # signatures are bound to the rollup contract's address
             rollup = json.loads(self.deployment.read_text())["addresses"]["rollup"]
             env["PERPNET_VERIFYING_CONTRACT"] = rollup
@@ -93,6 +120,8 @@ class Plan:
         if service == "prover":
             index = int(name.rsplit("-", 1)[1])
             env["PERPNET_PROVER_CONSUMER"] = name
-            env["PERPNET_PROVER_METRICS_PORT"] = str(METRICS_PORTS["prover"] + 10 * index)
-            env["PERPNET_PROVER_GRPC_PORT"] = str(GRPC_PORTS["prover"] + 10 * index)
+            metrics_port = self.metrics_ports.get(name, self.metrics_ports["prover"] + 10 * index)
+            grpc_port = self.grpc_ports.get(name, self.grpc_ports["prover"] + 10 * index)
+            env["PERPNET_PROVER_METRICS_PORT"] = str(metrics_port)
+            env["PERPNET_PROVER_GRPC_PORT"] = str(grpc_port)
         return env

@@ -11,16 +11,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from perpnet.devnet.plan import Plan
 from perpnet.devnet.supervisor import Started, alive
 
-# the figures a trader would feel, by metric-name fragment (first sample of each)
+# the figures a trader would feel: (column, sample key as metrics() names it)
 HEADLINES = (
-    ("sequenced batch", "highest_sequenced_batch"),
-    ("proven batch", "highest_proven_batch"),
-    ("verified batch", "highest_verified_batch"),
-    ("proof cadence s", "proof_cadence_seconds"),
-    ("prover queue", "prover_queue_depth"),
-    ("oldest unproven s", "oldest_unproven_batch_age_seconds"),
-    ("insurance fund", "insurance_fund"),
-    ("oracle sources", "oracle_live_sources"),
+    ("sequenced batch", 'perpnet_batch_highest{stage="sequenced"}'),
+    ("proven batch", 'perpnet_batch_highest{stage="proven"}'),
+    ("verified batch", 'perpnet_batch_highest{stage="verified"}'),
+    ("proof cadence s", "perpnet_bridge_proof_cadence_seconds mean"),
+    ("prover queue", "perpnet_prover_queue_depth"),
+    ("oldest unproven s", "perpnet_prover_oldest_unproven_age_seconds"),
+    ("order ack s", "perpnet_matcher_order_ack_seconds mean"),
+    ("insurance fund", "perpnet_margin_insurance_fund_value"),
+    ("oracle sources", 'perpnet_oracle_live_sources{market="0"}'),
 )
 
 
@@ -65,8 +66,16 @@ def metrics(plan: Plan, process: Started) -> dict[str, float]:
         return {}
     samples: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
+        total = count = 0.0
         for sample in family.samples:
-            samples.setdefault(sample.name, sample.value)
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+            if sample.name == f"{family.name}_sum":
+                total += sample.value
+            elif sample.name == f"{family.name}_count":
+                count += sample.value
+        if count:  # histograms and summaries: their mean over all labels, for the table
+            samples[f"{family.name} mean"] = total / count
     return samples
 
 
@@ -85,11 +94,6 @@ def rows(plan: Plan, processes: Iterable[Started]) -> list[Row]:
             out.append(Row(p.name, p.pid, "UP" if alive(p.pid) else "DOWN", {}))
             continue
         samples = metrics(plan, p)
-        found = {
-            label: value
-            for label, fragment in HEADLINES
-            for name, value in samples.items()
-            if fragment in name
-        }
+        found = {label: samples[key] for label, key in HEADLINES if key in samples}
         out.append(Row(p.name, p.pid, health(plan, p), found))
     return out

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from perpnet.devnet.plan import ANVIL_BLOCK_TIME_S, Plan
+from perpnet.devnet.plan import Plan
 from perpnet.l1.anvil import BLOCK_GAS_LIMIT, DEV_KEY, find_anvil, rpc
 from perpnet.runtime.db import upgrade
 from perpnet.runtime.localproc import LocalProcessError, spawn, start_redis, wait_for_port
@@ -112,7 +112,7 @@ def _start_anvil(plan: Plan, logs: Path) -> Started:
     except Exception as exc:  # AnvilNotFoundError names the install command
         raise DevnetError(str(exc)) from exc
     argv = [binary, "--host", "127.0.0.1", "--port", str(plan.anvil_port)]
-    argv += ["--block-time", str(ANVIL_BLOCK_TIME_S), "--gas-limit", str(BLOCK_GAS_LIMIT)]
+    argv += ["--block-time", f"{plan.block_time_s:g}", "--gas-limit", str(BLOCK_GAS_LIMIT)]
     argv += ["--state", str(plan.directory / "anvil-state.json")]
     process = spawn("anvil", argv, logs / "anvil.log")
     wait_for_port(process, "127.0.0.1", plan.anvil_port, timeout=30.0)
@@ -132,12 +132,12 @@ def _deploy(plan: Plan) -> None:
     from web3 import Web3
 
     from perpnet.l1.client import Sender
-    from perpnet.l1.deploy import deploy
+    from perpnet.l1.deploy import TESTNET_GRACE_PERIOD_S, deploy
 
     w3 = Web3(Web3.HTTPProvider(plan.rpc_url))
-    deploy(
-        w3, Sender(w3, key=bytes.fromhex(DEV_KEY[2:])), path=plan.deployment, rpc_url=plan.rpc_url
-    )
+    sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
+    grace = TESTNET_GRACE_PERIOD_S if plan.grace_period_s is None else plan.grace_period_s
+    deploy(w3, sender, path=plan.deployment, rpc_url=plan.rpc_url, grace_period=grace)
 
 
 def _wait_healthy(plan: Plan, started: list[Started], report: Report, timeout_s: float) -> None:
@@ -159,6 +159,55 @@ def _wait_healthy(plan: Plan, started: list[Started], report: Report, timeout_s:
                 f"not healthy after {timeout_s:.0f} s: {names} (see {plan.directory}/logs)"
             )
         time.sleep(0.5)
+
+
+def kill(plan: Plan, name: str, sig: signal.Signals = signal.SIGKILL) -> Started:
+    """Signal one recorded process (and its group) and wait until it is gone: a chaos drill."""
+    process = _recorded(plan, name)
+    _signal_group(process.pid, sig)
+    deadline = time.monotonic() + 15.0
+    while alive(process.pid):
+        if time.monotonic() > deadline:
+            raise DevnetError(f"{name} (pid {process.pid}) outlived {sig.name}")
+        time.sleep(0.05)
+    return process
+
+
+def restart(
+    plan: Plan, name: str, report: Report = lambda _: None, health_timeout_s: float = 60.0
+) -> Started:
+    """Start a recorded process that is no longer running (killed, crashed) again with the
+    plan's environment, record its new pid, and wait until it is healthy."""
+    processes = load(plan)
+    old = _recorded(plan, name)
+    if alive(old.pid):
+        raise DevnetError(f"{name} is still running (pid {old.pid}): stop it first")
+    report(name)
+    new: Started
+    if name == "redis":  # the same port and folder: it reloads its append-only file
+        server = start_redis(plan.directory / "redis", port=plan.redis_port)
+        new = Started("redis", server.pid, str(server.log_path))
+    elif old.service:
+        process = spawn(
+            name,
+            [sys.executable, "-m", f"perpnet.{old.service}"],
+            Path(old.log),
+            env={**os.environ, **plan.process_env(name, old.service)},
+        )
+        new = Started(name, process.pid, str(process.log_path), old.service)
+    else:
+        raise DevnetError(f"{name} cannot be restarted alone (only redis and the services)")
+    _save(plan, [new if p.name == name else p for p in processes])
+    if new.service:
+        _wait_healthy(plan, [new], report, health_timeout_s)
+    return new
+
+
+def _recorded(plan: Plan, name: str) -> Started:
+    for process in load(plan):
+        if process.name == name:
+            return process
+    raise DevnetError(f"no process {name!r} in {plan.record}")
 
 
 def down(plan: Plan, report: Report, grace_s: float = 15.0) -> list[str]:

@@ -1,0 +1,476 @@
+"""`perpnet bench e2e`: the whole testnet on this machine, driven through the gateway.
+
+It starts its own devnet (`perpnet.devnet.supervisor.up`) in a temporary folder on free
+loopback ports (constant oracle prices from a replay file, so no liquidation muddies the
+figures), funds `2 × clients` traders on L1 (faucet, deposit, credited through the bridge),
+signs every order before the clock starts (signing is the traders' work, not the
+exchange's), then runs `clients` closed-loop HTTP clients against POST /v1/orders for
+`duration_s`: each client alternates a resting limit and an IOC that takes it, sides
+swapping every round, so about half the orders trade. Meanwhile it samples the prover
+backlog (batches cut but not yet verified on L1) every second and makes withdrawals one
+after another, each claimed on L1 as soon as it is claimable. After the window it waits
+(bounded) for L1 to catch up with what was cut, and always takes the devnet down.
+
+Figures (JSON): accepted orders/s and trades/s, order-ack latency p50/p99 (client side:
+HTTP request to acknowledgement, fills committed), proof cadence (seconds per batch
+verified on L1 during the window), withdrawal latency (request to claimable, request to
+claimed on L1), prover backlog (max, at the end of the window, drain time), and where the
+time goes: CPU seconds per process in the window and the services' own latency means.
+Bounded in time (`duration_s` ≤ 600) and count (`max_orders`); loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perpnet.bench.report import machine, percentile
+
+Progress = Callable[[str], None]
+PRICE = 60_000 * 10**6  # BTC-USD, constant
+ORDER_SIZE = 10**7  # 0.001 BTC
+DEPOSIT = 1_000_000 * 10**6
+WITHDRAWAL = 10 * 10**6
+GOAL = {"orders_per_s": 2_000, "p99_ack_ms": 50.0}
+MAX_DURATION_S = 600.0
+DRAIN_WAIT_S = 120.0
+BENCH_ENV = {
+    "PERPNET_ORACLE_NOISE_PPM": "0",
+    "PERPNET_ORACLE_OUTAGE_PROB": "0",
+    "PERPNET_ORACLE_OUTLIER_PROB": "0",
+    "PERPNET_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class _Stats:
+    latencies: list[float] = field(default_factory=list)
+    fills: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def run(
+    duration_s: float = 20.0,
+    clients: int = 8,
+    *,
+    provers: int = 1,
+    max_orders: int = 100_000,
+    withdrawals: int = 3,
+    directory: Path | None = None,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
+    """Start a devnet, load it for `duration_s` with `clients` clients, stop it; the figures."""
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}]")
+    if not 1 <= clients <= 256:
+        raise ValueError("clients must be in [1, 256]")
+    with _devnet(directory, provers, progress) as plan:
+        return _measure(plan, duration_s, clients, provers, max_orders, withdrawals, progress)
+
+
+@contextlib.contextmanager
+def _devnet(directory: Path | None, provers: int, progress: Progress) -> Iterator[Any]:
+    from perpnet.devnet.plan import Plan
+    from perpnet.devnet.supervisor import down, up
+
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perpnet-")))
+        directory.mkdir(parents=True, exist_ok=True)
+        prices = directory / "prices.csv"
+        prices.write_text(
+            f"0,BTC-USD,{PRICE}\n0,ETH-USD,{3_000 * 10**6}\n0,SOL-USD,{150 * 10**6}\n"
+        )
+        env = {**BENCH_ENV, "PERPNET_ORACLE_REPLAY_CSV": str(prices.resolve())}
+        plan = Plan.on_free_ports(directory, provers=provers, extra_env=env)
+        progress("starting the devnet")
+        up(plan, lambda step: progress(f"starting {step}"), health_timeout_s=120.0)
+        try:
+            yield plan
+        finally:
+            progress("stopping the devnet")
+            down(plan, lambda _: None, grace_s=10.0)
+
+
+def _measure(
+    plan: Any,
+    duration_s: float,
+    clients: int,
+    provers: int,
+    max_orders: int,
+    withdrawals: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    from perpnet.client.sdk import Client, L1Wallet
+    from perpnet.core.crypto import PrivateKey
+    from perpnet.core.orders import TimeInForce
+    from perpnet.devnet.supervisor import load
+    from perpnet.l1.anvil import rpc
+
+    gateway = f"http://127.0.0.1:{plan.gateway_port}"
+    keys = [PrivateKey.from_seed(f"bench-e2e-{i}".encode()) for i in range(2 * clients + 1)]
+    progress(f"funding {len(keys)} traders on L1")
+
+    def fund(key: PrivateKey) -> L1Wallet:  # faucet, approve, deposit: one block each
+        rpc(plan.rpc_url, "anvil_setBalance", ["0x" + key.address.hex(), hex(10**21)])
+        wallet = L1Wallet.connect(plan.rpc_url, plan.deployment, key)
+        wallet.faucet(DEPOSIT)
+        wallet.deposit(DEPOSIT)
+        return wallet
+
+    with ThreadPoolExecutor(max_workers=16) as pool:  # traders' keys: independent nonces
+        wallets = list(pool.map(fund, keys))
+    traders = [Client(gateway, key, timeout=30.0) for key in keys]
+    _wait("deposits credited", lambda: all(_collateral(t) == DEPOSIT for t in traders), 120)
+
+    # sign before the clock starts: per client, rounds of (resting limit, IOC taking it)
+    # enough for the goal's rate over the window (+20 %), within max_orders
+    wanted = int(GOAL["orders_per_s"] * duration_s * 1.2) // clients
+    per_client = max(2, min(max_orders // clients, wanted))
+    progress(f"signing {per_client * clients} orders")
+    signing = time.monotonic()
+    bodies: list[list[dict[str, Any]]] = []
+    nonce = time.time_ns()
+    for c in range(clients):
+        p, q = traders[2 * c], traders[2 * c + 1]
+        mine = []
+        for i in range(per_client):
+            round_, taker = divmod(i, 2)
+            seller, buyer = (p, q) if round_ % 2 == 0 else (q, p)
+            nonce += 1
+            if taker:
+                signed = buyer.sign_order(
+                    0, True, ORDER_SIZE, PRICE, tif=TimeInForce.IOC, nonce=nonce
+                )
+            else:
+                signed = seller.sign_order(0, False, ORDER_SIZE, PRICE, nonce=nonce)
+            mine.append(Client.order_body(signed))
+        bodies.append(mine)
+    signing_s = time.monotonic() - signing
+
+    sampler = _Sampler(plan)
+    processes = load(plan)
+    cpu_before = {p.name: _cpu_seconds(p.pid) for p in processes}
+    _BENCH_CPU[0] = time.process_time()
+    server_before = _server_metrics(plan)
+    saver = _Withdrawals(traders[-1], wallets[-1], withdrawals, duration_s)
+    progress(f"load: {clients} clients for {duration_s:g} s")
+    sampler.start()
+    started = time.monotonic()
+    saver.start()
+    stats = asyncio.run(_load(gateway, bodies, started + duration_s))
+    elapsed = time.monotonic() - started
+    cpu_after = {p.name: _cpu_seconds(p.pid) for p in processes}
+    server_after = _server_metrics(plan)
+    backlog_end = sampler.latest()
+    verified_in_window = sampler.verified_since(started)
+    progress("waiting for L1 to catch up and for the withdrawals")
+    drain_s = sampler.drain(DRAIN_WAIT_S)
+    sampler.stop()
+    saver.join(DRAIN_WAIT_S + 60)
+
+    accepted = len(stats.latencies)
+    lat = sorted(stats.latencies)
+    orders_per_s = accepted / elapsed
+    p99_ms = percentile(lat, 0.99) * 1000
+    cadence = (elapsed / verified_in_window) if verified_in_window else None
+    return {
+        "benchmark": "e2e",
+        "parameters": {
+            "duration_s": duration_s,
+            "clients": clients,
+            "traders": 2 * clients,
+            "provers": provers,
+            "orders_signed": per_client * clients,
+            "signing_s": round(signing_s, 1),
+            "order": "BTC-USD 0.001 at 60,000: a resting limit, then an IOC that takes it",
+            "devnet": "every service as a local process, SQLite, redis-server, anvil (1 s blocks)",
+        },
+        "figures": {
+            "elapsed_s": round(elapsed, 3),
+            "orders_accepted": accepted,
+            "orders_per_s": round(orders_per_s, 1),
+            "trades_per_s": round(stats.fills / elapsed, 1),
+            "refused": dict(stats.refused),
+            "errors": dict(stats.errors),
+            "ack_ms": {
+                "p50": round(percentile(lat, 0.50) * 1000, 2),
+                "p90": round(percentile(lat, 0.90) * 1000, 2),
+                "p99": round(p99_ms, 2),
+                "max": round(lat[-1] * 1000, 2) if lat else None,
+            },
+            "proof_cadence_s": round(cadence, 2) if cadence else None,
+            "batches_verified_in_window": verified_in_window,
+            "prover_backlog_batches": {
+                "max": sampler.max_backlog(),
+                "at_window_end": backlog_end,
+                "drain_s": None if drain_s is None else round(drain_s, 1),
+                "samples": sampler.series(),
+            },
+            "withdrawal_latency_s": saver.report(),
+        },
+        "goal": {
+            **GOAL,
+            "met": orders_per_s >= GOAL["orders_per_s"] and p99_ms <= GOAL["p99_ack_ms"],
+            "orders_per_s_shortfall": round(max(0.0, GOAL["orders_per_s"] - orders_per_s), 1),
+        },
+        "where_the_time_goes": {
+            "cpu_s_in_window": _cpu_spent(cpu_before, cpu_after),
+            "cpu_s_available": round(elapsed * (os.cpu_count() or 1), 1),
+            "service_means_ms": _means(server_before, server_after),
+        },
+        "machine": machine(),
+    }
+
+
+def _wait(what: str, check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _collateral(client: Any) -> int:
+    return int(client.account()["collateral"])
+
+
+async def _load(gateway: str, bodies: list[list[dict[str, Any]]], deadline: float) -> _Stats:
+    import httpx
+
+    stats = _Stats()
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
+    async with httpx.AsyncClient(base_url=gateway, timeout=30.0, limits=limits) as http:
+
+        async def client(mine: list[dict[str, Any]]) -> None:
+            for body in mine:
+                if time.monotonic() >= deadline:
+                    return
+                sent = time.perf_counter()
+                try:
+                    reply = await http.post("/v1/orders", json=body)
+                except httpx.HTTPError as exc:
+                    stats.errors[type(exc).__name__] += 1
+                    continue
+                took = time.perf_counter() - sent
+                if reply.status_code == 200:
+                    stats.latencies.append(took)
+                    stats.fills += len(reply.json()["fills"])
+                else:
+                    try:
+                        code = str(reply.json()["error"]["code"])
+                    except Exception:
+                        code = f"HTTP {reply.status_code}"
+                    stats.refused[code] += 1
+
+        await asyncio.gather(*(client(mine) for mine in bodies))
+    return stats
+
+
+class _Sampler(threading.Thread):
+    """Every second: batches cut (sequencer) and verified (L1); the backlog is the difference."""
+
+    def __init__(self, plan: Any) -> None:
+        super().__init__(name="backlog-sampler", daemon=True)
+        import grpc
+        from web3 import Web3
+
+        from perpnet.l1.anvil import DEV_KEY
+        from perpnet.l1.client import Sender
+        from perpnet.l1.deploy import Deployment
+        from perpnet.proto.v1 import sequencer_pb2_grpc
+
+        self._channel = grpc.insecure_channel(f"127.0.0.1:{plan.grpc_ports['sequencer']}")
+        self._stub = sequencer_pb2_grpc.SequencerStub(self._channel)  # type: ignore[no-untyped-call]
+        w3 = Web3(Web3.HTTPProvider(plan.rpc_url))
+        sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
+        self._rollup = Deployment.load(plan.deployment).client(w3, sender)
+        self._halt = threading.Event()
+        self._samples: list[tuple[float, int, int]] = []  # (t, cut, verified)
+        self._lock = threading.Lock()
+
+    def _sample(self) -> tuple[float, int, int]:
+        from perpnet.proto.v1 import sequencer_pb2
+
+        cut = self._stub.GetState(sequencer_pb2.GetStateRequest(), timeout=10).next_batch_id
+        verified = self._rollup.next_batch_id()
+        sample = (time.monotonic(), int(cut), int(verified))
+        with self._lock:
+            self._samples.append(sample)
+        return sample
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            with contextlib.suppress(Exception):
+                self._sample()
+            self._halt.wait(1.0)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+        self._channel.close()
+
+    def latest(self) -> int | None:
+        with contextlib.suppress(Exception):
+            _, cut, verified = self._sample()
+            return cut - verified
+        return None
+
+    def verified_since(self, started: float) -> int:
+        with self._lock:
+            inside = [s for s in self._samples if s[0] >= started]
+        return inside[-1][2] - inside[0][2] if len(inside) > 1 else 0
+
+    def max_backlog(self) -> int | None:
+        with self._lock:
+            return max((c - v for _, c, v in self._samples), default=None)
+
+    def series(self) -> list[int]:
+        with self._lock:
+            return [c - v for _, c, v in self._samples]
+
+    def drain(self, timeout_s: float) -> float | None:
+        """Seconds until L1 verified every batch cut when the window closed (None: not in time)."""
+        started = time.monotonic()
+        target = None
+        while time.monotonic() - started < timeout_s:
+            with contextlib.suppress(Exception):
+                _, cut, verified = self._sample()
+                target = cut if target is None else target
+                if verified >= target:
+                    return time.monotonic() - started
+            time.sleep(0.5)
+        return None
+
+
+class _Withdrawals(threading.Thread):
+    """Withdrawals one after another during the window; each claimed on L1 once claimable."""
+
+    def __init__(self, client: Any, wallet: Any, count: int, window_s: float) -> None:
+        super().__init__(name="withdrawals", daemon=True)
+        self.client, self.wallet, self.count, self.window_s = client, wallet, count, window_s
+        self.claimable_s: list[float] = []
+        self.claimed_s: list[float] = []
+        self.failures: Counter[str] = Counter()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        for nonce in range(self.count):
+            if time.monotonic() - started > self.window_s:
+                break
+            try:
+                sent = time.monotonic()
+                self.client.withdraw(WITHDRAWAL, nonce=nonce)
+                _wait("claimable", lambda: self.wallet.claimable() >= WITHDRAWAL, DRAIN_WAIT_S)
+                self.claimable_s.append(time.monotonic() - sent)
+                self.wallet.claim()
+                self.claimed_s.append(time.monotonic() - sent)
+            except Exception as exc:
+                self.failures[type(exc).__name__] += 1
+
+    def report(self) -> dict[str, Any]:
+        def summary(values: list[float]) -> dict[str, float] | None:
+            if not values:
+                return None
+            return {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+
+        return {
+            "count": len(self.claimed_s),
+            "to_claimable": summary(self.claimable_s),
+            "to_claimed_on_l1": summary(self.claimed_s),
+            "failures": dict(self.failures),
+        }
+
+
+def _cpu_spent(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float]:
+    out = {}
+    for name, start in before.items():
+        end = after.get(name)
+        if start is not None and end is not None:
+            out[name] = round(end - start, 2)
+    out["bench (load generator)"] = round(time.process_time() - _BENCH_CPU[0], 2)
+    return out
+
+
+_BENCH_CPU = [0.0]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process (Linux /proc), None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_MEANS = {  # (process, histogram) -> label for the report
+    ("matcher", "perpnet_matcher_order_ack_seconds"): "matcher order ack",
+    ("matcher", "perpnet_matcher_matching_seconds"): "matching engine",
+    ("margin", "perpnet_margin_check_seconds"): "margin pre-trade check",
+    ("sequencer", "perpnet_sequencer_apply_seconds"): "sequencer apply",
+    ("sequencer", "perpnet_sequencer_commit_seconds"): "sequencer commit (fsync group)",
+    ("sequencer", "grpc_server_handling_seconds"): "sequencer SubmitTx handling",
+}
+
+
+def _server_metrics(plan: Any) -> dict[tuple[str, str], tuple[float, float]]:
+    """(sum, count) of each histogram in _MEANS, summed over labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for process in {p for p, _ in _MEANS}:
+        port = plan.process_env(process, process)[f"PERPNET_{process.upper()}_METRICS_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if (process, family.name) not in _MEANS:
+                continue
+            samples = [
+                s for s in family.samples if s.labels.get("grpc_method", "SubmitTx") == "SubmitTx"
+            ]
+            total = sum(s.value for s in samples if s.name.endswith("_sum"))
+            count = sum(s.value for s in samples if s.name.endswith("_count"))
+            out[(process, family.name)] = (total, count)
+    return out
+
+
+def _means(
+    before: dict[tuple[str, str], tuple[float, float]],
+    after: dict[tuple[str, str], tuple[float, float]],
+) -> dict[str, float]:
+    out = {}
+    for key, label in _MEANS.items():
+        if key not in after:
+            continue
+        s0, c0 = before.get(key, (0.0, 0.0))
+        s1, c1 = after[key]
+        if c1 > c0:
+            out[label] = round((s1 - s0) / (c1 - c0) * 1000, 3)
+    return out
+
+
+if __name__ == "__main__":  # the lead wires `perpnet bench e2e`; this runs it meanwhile
+    import json
+    import sys
+
+    print(json.dumps(run(progress=lambda m: print(m, file=sys.stderr)), indent=2))

@@ -1,0 +1,39 @@
+"""`perpnet bench e2e` on a short window: it runs the whole devnet, stops by itself and
+reports every figure the issue names (the figures themselves are the README's, not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from e2e.harness import devnet_lock
+from perpnet.bench import e2e
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_backlog(
+    tmp_path: Path,
+) -> None:
+    with devnet_lock():
+        report = e2e.run(duration_s=4, clients=2, withdrawals=1, directory=tmp_path / "bench")
+    json.dumps(report)  # JSON as printed
+    figures = report["figures"]
+    assert figures["orders_accepted"] > 0 and figures["orders_per_s"] > 0
+    assert figures["trades_per_s"] > 0 and not figures["errors"]
+    assert 0 < figures["ack_ms"]["p50"] <= figures["ack_ms"]["p99"] <= figures["ack_ms"]["max"]
+    backlog = figures["prover_backlog_batches"]
+    assert backlog["samples"] and backlog["max"] is not None
+    assert backlog["drain_s"] is not None  # L1 caught up with the window: bounded
+    assert figures["withdrawal_latency_s"]["count"] == 1
+    assert figures["withdrawal_latency_s"]["to_claimed_on_l1"]["median"] > 0
+    assert set(report["goal"]) >= {"orders_per_s", "p99_ack_ms", "met"}
+    assert report["where_the_time_goes"]["cpu_s_in_window"]["sequencer"] > 0
+    assert not (tmp_path / "bench" / "devnet.json").exists()  # the devnet is down
+
+
+def test_bench_e2e_refuses_an_unbounded_run() -> None:
+    with pytest.raises(ValueError, match="duration_s"):
+        e2e.run(duration_s=3600)
