@@ -55,6 +55,7 @@ from perpnet.runtime.sequencer_client import Accepted, Counters, SequencerClient
 from perpnet.stark.batch_proof import verify_batch
 
 T = TypeVar("T")
+R = TypeVar("R", DepositRecord, WithdrawalRecord)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,13 +100,24 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
     def __init__(self, service: BridgeService) -> None:
         self.service = service
 
+    async def _found(
+        self,
+        model: type[R],
+        key: int,
+        context: grpc.aio.ServicerContext[Any, Any],
+        what: str,
+    ) -> R:
+        """The record, or NOT_FOUND for the caller."""
+        record = await self.service.db.run(lambda s: s.get(model, key))
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no {what} {key}")
+        assert record is not None
+        return record
+
     async def GetDeposit(  # noqa: N802 - the proto's name
         self, request: bridge_pb2.GetDepositRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bridge_pb2.DepositInfo:
-        record = await self.service.db.run(lambda s: s.get(DepositRecord, request.l1_id))
-        if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no deposit {request.l1_id}")
-        assert record is not None
+        record = await self._found(DepositRecord, request.l1_id, context, "deposit")
         return bridge_pb2.DepositInfo(
             l1_id=record.l1_id,
             owner=record.owner,
@@ -120,10 +132,7 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
     async def GetWithdrawal(  # noqa: N802 - the proto's name
         self, request: bridge_pb2.GetWithdrawalRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bridge_pb2.WithdrawalInfo:
-        record = await self.service.db.run(lambda s: s.get(WithdrawalRecord, request.id))
-        if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no withdrawal {request.id}")
-        assert record is not None
+        record = await self._found(WithdrawalRecord, request.id, context, "withdrawal")
         return bridge_pb2.WithdrawalInfo(
             id=record.id,
             account=record.account,
