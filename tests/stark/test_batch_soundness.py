@@ -347,3 +347,142 @@ def test_fast_leaf_decoder_agrees_with_the_core() -> None:
                     decode_account(a.account_id, bad)
                 with pytest.raises(StarkError):
                     decode_leaf(a.account_id, bad)
+
+
+# ------------------------------------------------- the verifier's fast paths agree
+
+
+def test_fast_diff_encoder_agrees_with_the_core() -> None:
+    from perpnet.core.errors import CoreError
+    from perpnet.stark.batch_statement import fast_encode_diff
+
+    _, batch, _ = honest()
+    assert fast_encode_diff(batch.diff) == encode_diff(batch.diff)
+    empty = dataclasses.replace(batch.diff, accounts=(), orders=())
+    assert fast_encode_diff(empty) == encode_diff(empty)
+    a = batch.diff.accounts[0]
+    for bad in (
+        dataclasses.replace(a, account_id=1 << 32),
+        dataclasses.replace(a, account_id=-1),
+        dataclasses.replace(a, new_leaf=b"\x00" * 0x10000),
+    ):
+        diff = dataclasses.replace(batch.diff, accounts=(bad, *batch.diff.accounts[1:]))
+        with pytest.raises(CoreError):
+            encode_diff(diff)
+        with pytest.raises(CoreError):
+            fast_encode_diff(diff)
+
+
+def test_fused_leaf_ledger_agrees_with_the_decoder() -> None:
+    from perpnet.stark.batch_layout import market_constants
+    from perpnet.stark.batch_statement import _c_limbs, _leaf_ledger, _market_slots, decode_leaf
+
+    before, batch, _ = honest()
+    consts = market_constants(before.markets)
+    slots = _market_slots(consts)
+    for a in batch.diff.accounts:
+        for leaf in (a.old_leaf, a.new_leaf):
+            if not leaf:
+                continue
+            ref = decode_leaf(a.account_id, leaf)
+            assert ref is not None
+            key, led = _leaf_ledger(a.account_id, leaf, consts, slots)
+            assert key == (ref.owner, ref.subaccount)
+            assert (led.collateral, led.nonce) == (ref.collateral, ref.nonce)
+            for j, c in enumerate(consts):
+                size, index = ref.positions.get(c.market_id, (0, 0))
+                assert led.lots[j] * c.step_size == size
+                assert led.funding[j] == index
+            assert _c_limbs(led.collateral) == c_limbs(led.collateral)
+            for bad in (leaf[:-1], leaf + b"\x00", leaf[:48] + bytes([leaf[48] + 1]) + leaf[49:]):
+                with pytest.raises(StarkError):
+                    _leaf_ledger(a.account_id, bad, consts, slots)
+    for x in (0, 1, -1, (1 << 49) - 1, 1 - (1 << 49), 123_456_789_012):
+        assert _c_limbs(x) == c_limbs(x)
+
+
+def test_two_root_multiproof_walk_agrees_with_the_core() -> None:
+    from perpnet.core.smt import MultiProof, root_from_multiproof
+    from perpnet.stark.batch_statement import _multiproof_roots
+
+    _, batch, proof = honest()
+    ex = BatchProof.decode(proof).extras
+    ids = [a.account_id for a in batch.diff.accounts]
+    old = [keccak(a.old_leaf) if a.old_leaf else b"\x00" * 32 for a in batch.diff.accounts]
+    new = [keccak(a.new_leaf) for a in batch.diff.accounts]
+    mp = MultiProof.from_bytes(ex.accounts_proof)
+    roots = _multiproof_roots(ex.accounts_proof, ids, old, new, "accounts")
+    assert roots == (
+        root_from_multiproof(dict(zip(ids, old, strict=True)), mp, mp.depth),
+        root_from_multiproof(dict(zip(ids, new, strict=True)), mp, mp.depth),
+    )
+    assert roots == (ex.old_accounts_root, batch.public_inputs.accounts_root)
+    # the empty-subtree shortcut gives exactly the hashes: all-empty old leaves
+    empty = [b"\x00" * 32] * len(ids)
+    assert _multiproof_roots(ex.accounts_proof, ids, empty, new, "accounts")[0] == (
+        root_from_multiproof(dict(zip(ids, empty, strict=True)), mp, mp.depth)
+    )
+    with pytest.raises(StarkError):
+        _multiproof_roots(ex.accounts_proof, ids[1:], old[1:], new[1:], "accounts")
+    with pytest.raises(StarkError):
+        _multiproof_roots(ex.accounts_proof + b"\x00" * 32, ids, old, new, "accounts")
+
+
+def test_point_evaluation_agrees_with_arrays() -> None:
+    from perpnet.stark import field as ff
+    from perpnet.stark.air import FE, Frame
+    from perpnet.stark.batch_air import _dot, _powers
+
+    before, batch, proof = honest()
+    pub = derive_public(batch.public_inputs, batch.diff, BatchProof.decode(proof).extras,
+                        before.markets)  # fmt: skip
+    air = BatchAir(pub)
+    rng = np.random.default_rng(7)
+
+    def r() -> FE:
+        return FE.ext(rng.integers(0, ff.P, (4, 1)).astype(np.uint64))
+
+    for _ in range(3):
+        frame = Frame(
+            cur=[r() for _ in range(air.width)],
+            nxt=[r() for _ in range(air.width)],
+            aux_cur=[r() for _ in range(air.aux_width)],
+            aux_nxt=[r() for _ in range(air.aux_width)],
+            challenges=[r() for _ in range(air.num_aux_challenges)],
+        )
+        ref = air._transition(frame)
+        got = air.transition(frame)
+        assert len(ref) == len(got)
+        for x, y in zip(ref, got, strict=True):
+            assert np.array_equal(x.as_ext()[:, :1], y.as_ext()[:, :1])
+        ch = frame.challenges
+        dm = _powers(ch[1], air.mem_slots)
+        fin = ff.ext_prod((ch[0] - _dot(dm, pub.final.components())).as_ext())
+        ini = ff.ext_prod((ch[0] - _dot(dm, pub.initial.components())).as_ext())
+        assert np.array_equal(air.memory_target(ch), ff.ext_mul(fin, ff.ext_inv(ini)))
+        assert np.array_equal(air.event_target(ch), _event_target_reference(air, ch))
+
+
+def _event_target_reference(air: BatchAir, ch: Any) -> Any:
+    """event_target as first written: FE arithmetic over the public event columns."""
+    from perpnet.stark import field as ff
+    from perpnet.stark.air import FE
+    from perpnet.stark.batch_air import _dot, _powers, _v
+
+    pub, m = air.public, len(air.public.markets)
+    terms: list[list[int]] = []
+    for j, (acct, amount) in enumerate(pub.deposits, 1):
+        terms.append([1, j, acct, *_v(amount)] + [0] * 2 * m)
+    for j, amount in enumerate(pub.withdrawals, 1):
+        terms.append([2, j, 0, *_v(amount)] + [0] * 2 * m)
+    for j, vec in enumerate(pub.funding, 1):
+        terms.append([3, j, 0, 0, 0, 0, 0, *vec])
+    for j, (acct, amount) in enumerate(pub.forced, 1):
+        terms.append([4, j, acct, *_v(amount)] + [0] * 2 * m)
+    assert terms
+    de = _powers(ch[3], air.ev_slots)
+    cols = np.array(terms, dtype=object).T
+    comps = [FE.base(np.array([int(v) % ff.P for v in col], dtype=np.uint64)) for col in cols]
+    prod = ff.ext_prod((ch[2] - _dot(de, comps)).as_ext())
+    quiet = air.trace_length - 1 - len(terms)
+    return ff.ext_mul(prod, ff.ext_pow(ch[2].as_ext()[:, :1], quiet))

@@ -68,7 +68,8 @@ class MemoryTerms:
     lots: Sequence[Sequence[int]]  # per market
     funding: Sequence[Sequence[int]]  # per market
 
-    def components(self) -> list[FE]:
+    def matrix(self) -> Arr:
+        """The tuples' components mod p, one row per memory slot: (slots, accounts)."""
         cols: list[Sequence[int]] = [self.acct, self.version]
         cols += [[c[i] for c in self.collateral] for i in range(5)]
         cols.append(self.nonce)
@@ -76,7 +77,16 @@ class MemoryTerms:
         m = len(self.lots[0]) if self.lots else 0
         cols += [[x[i] for x in self.lots] for i in range(m)]
         cols += [[x[i] for x in self.funding] for i in range(m)]
-        return [FE.base(np.array([v % P for v in col], dtype=np.uint64)) for col in cols]
+        out = np.empty((len(cols), len(self.acct)), dtype=np.uint64)
+        for j, col in enumerate(cols):
+            try:  # int64 floor-mod by p is the canonical residue, negatives included
+                out[j] = np.array(col, dtype=np.int64) % P
+            except OverflowError:
+                out[j] = [v % P for v in col]
+        return out
+
+    def components(self) -> list[FE]:
+        return [FE.base(row) for row in self.matrix()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +111,97 @@ def _dot(weights: Sequence[FE], comps: Sequence[FE]) -> FE:
     for w, c in zip(weights[1:], comps[1:], strict=True):
         acc = acc + w * c
     return acc
+
+
+def _fingerprints(gamma: Arr, weights: Arr, mat: Arr) -> Arr:
+    """γ − Σ_j weights_j·mat_j for every column of mat ((slots, k) base; weights (4, slots)
+    extension): the same values as `gamma - _dot(weights, rows)`, as one array op."""
+    prods = (weights[:, :, None] * mat[None, :, :]) % P64  # each < p: slots·p < 2^64
+    out: Arr = (gamma + (P64 - prods.sum(axis=1) % P64)) % P64
+    return out
+
+
+def _at_one_point(frame: Frame) -> bool:
+    values = [*frame.cur, *frame.nxt, *frame.aux_cur, *frame.aux_nxt, *frame.challenges]
+    return bool(values) and all(x.v.size == (4 if x.is_ext else 1) for x in values)
+
+
+class _Pt(FE):
+    """One field element as Python ints (v: a tuple of 4 canonical coefficients of
+    F_p[X]/(X^4 - 11), the upper three 0 when not is_ext): FE's arithmetic, exactly,
+    without NumPy. Mixing with FE or int gives _Pt (Python tries a subclass's reflected
+    operator first)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def of(x: FE | int) -> _Pt:
+        if isinstance(x, _Pt):
+            return x
+        if isinstance(x, FE):
+            if x.is_ext:
+                a, b, c, d = x.v.reshape(4).tolist()
+                return _Pt((a, b, c, d), True)
+            return _Pt((x.v.reshape(1).tolist()[0], 0, 0, 0), False)
+        return _Pt((int(x) % P, 0, 0, 0), False)
+
+    @staticmethod
+    def to_fes(xs: Sequence[FE]) -> list[FE]:
+        """Back to FE: (4, 1) extension columns of one array (base values as extension
+        elements with zero upper coefficients: the same element)."""
+        table = np.array([_Pt.of(x).v for x in xs], dtype=np.uint64).T.copy()
+        return [FE(table[:, i : i + 1], True) for i in range(len(xs))]
+
+    def __init__(self, v: tuple[int, int, int, int], is_ext: bool) -> None:
+        super().__init__(v, is_ext)  # type: ignore[arg-type]
+
+    def as_ext(self) -> Arr:
+        return np.array(self.v, dtype=np.uint64).reshape(4, 1)
+
+    def __add__(self, other: FE | int) -> _Pt:
+        o = _Pt.of(other)
+        a, b = self.v, o.v
+        if self.is_ext or o.is_ext:
+            return _Pt(
+                ((a[0] + b[0]) % P, (a[1] + b[1]) % P, (a[2] + b[2]) % P, (a[3] + b[3]) % P),
+                True,
+            )
+        return _Pt(((a[0] + b[0]) % P, 0, 0, 0), False)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> _Pt:
+        a = self.v
+        return _Pt(((-a[0]) % P, (-a[1]) % P, (-a[2]) % P, (-a[3]) % P), self.is_ext)
+
+    def __sub__(self, other: FE | int) -> _Pt:
+        return self + (-_Pt.of(other))
+
+    def __rsub__(self, other: FE | int) -> _Pt:
+        return _Pt.of(other) + (-self)
+
+    def __mul__(self, other: FE | int) -> _Pt:
+        o = _Pt.of(other)
+        a, b = self.v, o.v
+        if not o.is_ext:
+            s = b[0]
+            return _Pt((a[0] * s % P, a[1] * s % P, a[2] * s % P, a[3] * s % P), self.is_ext)
+        if not self.is_ext:
+            s = a[0]
+            return _Pt((b[0] * s % P, b[1] * s % P, b[2] * s % P, b[3] * s % P), True)
+        a0, a1, a2, a3 = a
+        b0, b1, b2, b3 = b
+        return _Pt(
+            (
+                (a0 * b0 + 11 * (a1 * b3 + a2 * b2 + a3 * b1)) % P,
+                (a0 * b1 + a1 * b0 + 11 * (a2 * b3 + a3 * b2)) % P,
+                (a0 * b2 + a1 * b1 + a2 * b0 + 11 * a3 * b3) % P,
+                (a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0) % P,
+            ),
+            True,
+        )
+
+    __rmul__ = __mul__
 
 
 def _powers(x: FE, k: int) -> list[FE]:
@@ -192,6 +293,20 @@ class BatchAir(Air):
     # ------------------------------------------------------------ constraints
 
     def transition(self, frame: Frame) -> list[FE]:
+        if _at_one_point(frame):
+            # the verifier's out-of-domain check: the same code on Python-int elements
+            # (NumPy's per-call overhead dominates arrays of one element)
+            point = Frame(
+                cur=[_Pt.of(x) for x in frame.cur],
+                nxt=[_Pt.of(x) for x in frame.nxt],
+                aux_cur=[_Pt.of(x) for x in frame.aux_cur],
+                aux_nxt=[_Pt.of(x) for x in frame.aux_nxt],
+                challenges=[_Pt.of(x) for x in frame.challenges],
+            )
+            return _Pt.to_fes(self._transition(point))
+        return self._transition(frame)
+
+    def _transition(self, frame: Frame) -> list[FE]:
         c, n = self._get(frame.cur), self._get(frame.nxt)
         mk = self.public.markets
         m = len(mk)
@@ -426,9 +541,10 @@ class BatchAir(Air):
         gamma, delta = ch[0], ch[1]
         if not self.public.initial.acct:
             return ff.ext_one()
-        dm = _powers(delta, self.mem_slots)
-        fin = ff.ext_prod((gamma - _dot(dm, self.public.final.components())).as_ext())
-        ini = ff.ext_prod((gamma - _dot(dm, self.public.initial.components())).as_ext())
+        dm = np.concatenate([w.as_ext()[:, :1] for w in _powers(delta, self.mem_slots)], axis=1)
+        g = gamma.as_ext()[:, :1]
+        fin = ff.ext_prod(_fingerprints(g, dm, self.public.final.matrix()))
+        ini = ff.ext_prod(_fingerprints(g, dm, self.public.initial.matrix()))
         return ff.ext_mul(fin, ff.ext_inv(ini))
 
     def event_target(self, ch: Sequence[FE]) -> Arr:
@@ -448,9 +564,9 @@ class BatchAir(Air):
             terms.append([TAG_FORCED, j, acct, *_v(amount)] + [0] * 2 * m)
         prod = ff.ext_one()
         if terms:
-            cols = np.array(terms, dtype=object).T
-            comps = [FE.base(np.array([int(v) % P for v in col], dtype=np.uint64)) for col in cols]
-            prod = ff.ext_prod((ch[2] - _dot(de, comps)).as_ext())
+            mat = np.array([[v % P for v in row] for row in terms], dtype=np.uint64).T
+            weights = np.concatenate([w.as_ext()[:, :1] for w in de], axis=1)
+            prod = ff.ext_prod(_fingerprints(gamma2.as_ext()[:, :1], weights, mat))
         quiet = self.trace_length - 1 - len(terms)
         return ff.ext_mul(prod, ff.ext_pow(gamma2.as_ext()[:, :1], quiet))
 

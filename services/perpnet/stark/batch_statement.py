@@ -19,8 +19,11 @@ grand products must reach.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import sha3
 
 from perpnet.core.accounts import FIRST_USER_ID
 from perpnet.core.batch import PublicInputs, encode_diff
@@ -28,7 +31,7 @@ from perpnet.core.crypto import keccak
 from perpnet.core.encoding import Reader
 from perpnet.core.errors import CoreError
 from perpnet.core.markets import PPB, MarketSet
-from perpnet.core.smt import EMPTY_LEAF, MultiProof, verify_multiproof
+from perpnet.core.smt import EMPTY_LEAF, MultiProof
 from perpnet.core.state import StateDiff, order_leaf
 from perpnet.stark.batch_air import BatchPublic, MemoryTerms
 from perpnet.stark.batch_layout import (
@@ -37,16 +40,17 @@ from perpnet.stark.batch_layout import (
     MAX_ACCOUNT_ID,
     MAX_NONCE,
     MAX_TRACE,
+    OFF_C,
     SMALL_BITS,
     V_BITS,
     MarketConstants,
-    c_limbs,
     market_constants,
 )
 from perpnet.stark.batch_trace import TICK_FUNDING, TICK_ORACLE, Ledger
 from perpnet.stark.errors import StarkVerificationError
 
 END_OF_FUNDING = 0xFFFF
+_keccak256 = sha3.keccak_256  # what perpnet.core.crypto.keccak wraps (one call less per hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +109,16 @@ def _trunc_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def statement_bytes(pi: PublicInputs, diff: StateDiff, ex: StatementExtras) -> bytes:
-    """Canonical bytes of the whole statement: the transcript absorbs them first."""
+def statement_bytes(
+    pi: PublicInputs, diff: StateDiff, ex: StatementExtras, enc: bytes | None = None
+) -> bytes:
+    """Canonical bytes of the whole statement: the transcript absorbs them first.
+
+    `enc` is `encode_diff(diff)` when the caller already has it."""
     parts = [pi.encode(), ex.old_accounts_root, ex.old_orders_root]
     parts.append(len(diff.old_globals).to_bytes(4, "big") + diff.old_globals)
-    enc = encode_diff(diff)
+    if enc is None:
+        enc = encode_diff(diff)
     parts.append(len(enc).to_bytes(8, "big") + enc)
     parts.append(len(ex.ticks).to_bytes(4, "big"))
     parts += [k.to_bytes(1, "big") + m.to_bytes(2, "big") + v.to_bytes(16, "big", signed=True)
@@ -122,8 +131,34 @@ def statement_bytes(pi: PublicInputs, diff: StateDiff, ex: StatementExtras) -> b
     return b"".join(parts)
 
 
-def _check_roots(pi: PublicInputs, diff: StateDiff, ex: StatementExtras) -> None:
-    if keccak(encode_diff(diff)) != pi.diff_hash:
+def fast_encode_diff(diff: StateDiff) -> bytes:
+    """`encode_diff(diff)`, byte for byte, without the generic Writer; anything the fast
+    path does not expect (a value out of range, a non-int) goes to the core encoder,
+    which then encodes it or raises exactly as before."""
+    try:
+        parts = [len(diff.accounts).to_bytes(4, "big")]
+        for a in diff.accounts:
+            old, new = a.old_leaf, a.new_leaf
+            parts += (
+                a.account_id.to_bytes(4, "big"), len(old).to_bytes(2, "big"), old,
+                len(new).to_bytes(2, "big"), new,
+            )  # fmt: skip
+        parts.append(len(diff.orders).to_bytes(4, "big"))
+        for o in diff.orders:
+            if len(o.order_hash) != 32:
+                return encode_diff(diff)
+            parts += (
+                o.slot.to_bytes(4, "big"), o.order_hash,
+                o.old_filled.to_bytes(16, "big"), o.new_filled.to_bytes(16, "big"),
+            )  # fmt: skip
+        return b"".join(parts)
+    except (OverflowError, AttributeError, TypeError):
+        return encode_diff(diff)
+
+
+def _check_roots(pi: PublicInputs, diff: StateDiff, ex: StatementExtras, enc: bytes) -> None:
+    """`enc` = encode_diff(diff), computed once by the caller."""
+    if keccak(enc) != pi.diff_hash:
         raise _fail("diff_hash does not match the state diff")
     if diff.old_root != pi.old_root or diff.new_root != pi.new_root:
         raise _fail("state diff roots differ from the public inputs")
@@ -136,37 +171,93 @@ def _check_roots(pi: PublicInputs, diff: StateDiff, ex: StatementExtras) -> None
     if ids != sorted(set(ids)):
         raise _fail("diff accounts are not strictly increasing")
     if ids:
-        old_leaves = {a.account_id: keccak(a.old_leaf) if a.old_leaf else EMPTY_LEAF
-                      for a in diff.accounts}  # fmt: skip
-        new_leaves = {a.account_id: keccak(a.new_leaf) for a in diff.accounts}
-        _check_multiproof(ex.accounts_proof, ids, old_leaves, ex.old_accounts_root, "old accounts")
-        _check_multiproof(ex.accounts_proof, ids, new_leaves, pi.accounts_root, "new accounts")
+        h = _keccak256
+        old_leaves = [h(a.old_leaf).digest() if a.old_leaf else EMPTY_LEAF for a in diff.accounts]
+        new_leaves = [h(a.new_leaf).digest() for a in diff.accounts]
+        roots = _multiproof_roots(ex.accounts_proof, ids, old_leaves, new_leaves, "accounts")
+        if roots[0] != ex.old_accounts_root:
+            raise _fail("old accounts: leaves do not open to the root")
+        if roots[1] != pi.accounts_root:
+            raise _fail("new accounts: leaves do not open to the root")
     elif ex.accounts_proof:
         raise _fail("accounts multiproof without accounts")
-    slots = [o.slot for o in diff.orders]
+    orders = sorted(diff.orders, key=lambda o: o.slot)
+    slots = [o.slot for o in orders]
     if slots:
-        old_orders = {o.slot: order_leaf(o.order_hash, o.old_filled) if o.old_filled else EMPTY_LEAF
-                      for o in diff.orders}  # fmt: skip
-        new_orders = {o.slot: order_leaf(o.order_hash, o.new_filled) for o in diff.orders}
-        if len(old_orders) != len(slots):
+        if len(set(slots)) != len(slots):
             raise _fail("order slots repeat")
-        _check_multiproof(ex.orders_proof, slots, old_orders, ex.old_orders_root, "old orders")
-        _check_multiproof(ex.orders_proof, slots, new_orders, pi.orders_root, "new orders")
+        old_orders = [order_leaf(o.order_hash, o.old_filled) if o.old_filled else EMPTY_LEAF
+                      for o in orders]  # fmt: skip
+        new_orders = [order_leaf(o.order_hash, o.new_filled) for o in orders]
+        roots = _multiproof_roots(ex.orders_proof, slots, old_orders, new_orders, "orders")
+        if roots[0] != ex.old_orders_root:
+            raise _fail("old orders: leaves do not open to the root")
+        if roots[1] != pi.orders_root:
+            raise _fail("new orders: leaves do not open to the root")
     elif ex.orders_proof:
         raise _fail("orders multiproof without orders")
 
 
-def _check_multiproof(
-    raw: bytes, indices: Sequence[int], leaves: dict[int, bytes], root: bytes, what: str
-) -> None:
+@functools.cache
+def _empty_subtrees(depth: int) -> tuple[bytes, ...]:
+    """Roots of the all-empty subtrees of height 0..depth (keccak of two children)."""
+    out = [EMPTY_LEAF]
+    for _ in range(depth):
+        out.append(_keccak256(out[-1] + out[-1]).digest())
+    return tuple(out)
+
+
+def _multiproof_roots(
+    raw: bytes, indices: list[int], old: list[bytes], new: list[bytes], what: str
+) -> tuple[bytes, bytes]:
+    """The roots the old and the new leaves (at the sorted distinct `indices`) imply
+    with the one multiproof `raw`: a single walk, every sibling consumed exactly once
+    and hashed with both sides (the siblings are untouched nodes, the same before and
+    after). Same node order and sibling order as `smt.root_from_multiproof`."""
     try:
-        proof = MultiProof.from_bytes(raw)
+        proof = MultiProof.from_bytes(raw)  # canonical: sibling count matches the indices
     except CoreError as exc:
         raise _fail(f"{what}: {exc}") from None
-    if list(proof.indices) != sorted(indices):
+    if list(proof.indices) != indices:
         raise _fail(f"{what}: multiproof indices differ from the diff")
-    if not verify_multiproof(root, leaves, proof, proof.depth):
-        raise _fail(f"{what}: leaves do not open to the root")
+    siblings = proof.siblings
+    nsib = len(siblings)
+    s = 0
+    keys, olds, news = indices, old, new
+    h = _keccak256
+    empty = _empty_subtrees(proof.depth)
+    for level in range(proof.depth):
+        n = len(keys)
+        up_k: list[int] = []
+        up_o: list[bytes] = []
+        up_n: list[bytes] = []
+        k = 0
+        while k < n:
+            i = keys[k]
+            if not i & 1 and k + 1 < n and keys[k + 1] == i + 1:
+                a, b = olds[k], olds[k + 1]
+                # two empty subtrees: their parent is the next level's empty subtree
+                # (exactly the hash computed, precomputed: new order slots are empty before)
+                up_o.append(empty[level + 1] if a == b == empty[level] else h(a + b).digest())
+                up_n.append(h(news[k] + news[k + 1]).digest())
+                k += 2
+            else:
+                if s == nsib:
+                    raise _fail(f"{what}: multiproof has too few siblings")
+                sib = siblings[s]
+                s += 1
+                if i & 1:
+                    up_o.append(h(sib + olds[k]).digest())
+                    up_n.append(h(sib + news[k]).digest())
+                else:
+                    up_o.append(h(olds[k] + sib).digest())
+                    up_n.append(h(news[k] + sib).digest())
+                k += 1
+            up_k.append(i >> 1)
+        keys, olds, news = up_k, up_o, up_n
+    if s != nsib or len(keys) != 1:
+        raise _fail(f"{what}: multiproof has too many siblings")
+    return olds[0], news[0]
 
 
 def _in_ticks(prices: dict[int, int], markets: MarketSet) -> tuple[int, ...]:
@@ -259,36 +350,61 @@ def decode_leaf(account_id: int, leaf: bytes) -> Leaf | None:
     )
 
 
-def _decode(account_id: int, leaf: bytes) -> Leaf | None:
-    return decode_leaf(account_id, leaf)
+def _market_slots(consts: Sequence[MarketConstants]) -> dict[int, int]:
+    return {c.market_id: j for j, c in enumerate(consts)}
 
 
-def _ledger(acct: Leaf | None, consts: Sequence[MarketConstants], account_id: int) -> Ledger:
-    if acct is None:
-        led = Ledger(0, 0, [0] * len(consts), [0] * len(consts))
-    else:
-        if any(m not in {c.market_id for c in consts} for m in acct.positions):
+_FROM = int.from_bytes
+
+
+def _leaf_ledger(
+    account_id: int, leaf: bytes, consts: Sequence[MarketConstants], slots: dict[int, int]
+) -> tuple[tuple[bytes, int], Ledger]:
+    """The leaf's (owner, subaccount) and Ledger (lots in steps, per market of `consts`)
+    in one pass, without an intermediate Leaf: exactly the leaves `decode_leaf` accepts,
+    then the AIR's bounds (known markets, on-step sizes, collateral, nonce, lots)."""
+    size_ = len(leaf)
+    if size_ < _HEAD or size_ != _HEAD + _POS * leaf[_HEAD - 1]:
+        raise _fail(f"account {account_id}: bad leaf: wrong length")
+    m = len(consts)
+    lots, funding = [0] * m, [0] * m
+    previous = -1
+    small = 1 << SMALL_BITS
+    for j in range(_HEAD, size_, _POS):
+        market = leaf[j] << 8 | leaf[j + 1]
+        if market <= previous:
+            raise _fail(f"account {account_id}: bad leaf: positions out of order")
+        previous = market
+        slot = slots.get(market)
+        if slot is None:
             raise _fail(f"account {account_id}: position in an unknown market")
-        lots, funding = [], []
-        for c in consts:
-            size, index = acct.positions.get(c.market_id, (0, 0))
-            if size % c.step_size:
-                raise _fail(f"account {account_id}: position off step")
-            lots.append(size // c.step_size)
-            funding.append(index)
-        led = Ledger(acct.collateral, acct.nonce, lots, funding)
-    if not -(1 << C_BITS) < led.collateral < 1 << C_BITS or not 0 <= led.nonce < MAX_NONCE:
+        size = _FROM(leaf[j + 2 : j + 18], "big", signed=True)
+        step = consts[slot].step_size
+        if size % step:
+            raise _fail(f"account {account_id}: position off step")
+        x = size // step
+        if not -small < x < small:
+            raise _fail(f"account {account_id}: position beyond the AIR's bounds")
+        lots[slot] = x
+        funding[slot] = _FROM(leaf[j + 18 : j + 34], "big", signed=True)
+    collateral = _FROM(leaf[24:40], "big", signed=True)
+    nonce = _FROM(leaf[40:48], "big")
+    if not -(1 << C_BITS) < collateral < 1 << C_BITS or not 0 <= nonce < MAX_NONCE:
         raise _fail(f"account {account_id}: collateral or nonce beyond the AIR's bounds")
-    if any(not -(1 << SMALL_BITS) < x < 1 << SMALL_BITS for x in led.lots):
-        raise _fail(f"account {account_id}: position beyond the AIR's bounds")
-    return led
+    return (leaf[:20], _FROM(leaf[20:24], "big")), Ledger(collateral, nonce, lots, funding)
+
+
+def _c_limbs(collateral: int) -> list[int]:
+    """`c_limbs`, unrolled (five 11-bit limbs of collateral + 2^49)."""
+    v = collateral + OFF_C
+    return [v & 2047, v >> 11 & 2047, v >> 22 & 2047, v >> 33 & 2047, v >> 44 & 2047]
 
 
 def _terms(ids: Sequence[int], versions: Sequence[int], leds: Sequence[Ledger]) -> MemoryTerms:
     return MemoryTerms(
         acct=list(ids),
         version=list(versions),
-        collateral=[c_limbs(x.collateral) for x in leds],
+        collateral=[_c_limbs(x.collateral) for x in leds],
         nonce=[x.nonce for x in leds],
         lots=[x.lots for x in leds],
         funding=[x.funding for x in leds],
@@ -303,7 +419,8 @@ def derive_public(
         consts = market_constants(markets)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    _check_roots(pi, diff, ex)
+    enc = fast_encode_diff(diff)
+    _check_roots(pi, diff, ex, enc)
     try:
         old_g = Globals.parse(diff.old_globals, markets)
         new_g = Globals.parse(pi.globals, markets)
@@ -349,19 +466,22 @@ def derive_public(
     if new_g.num_orders != old_g.num_orders + sum(1 for o in diff.orders if not o.old_filled):
         raise _fail("order count does not match the new order slots")
     old_l, new_l, owners = [], [], {}
+    slots = _market_slots(consts)
+    empty = Ledger(0, 0, [0] * len(consts), [0] * len(consts))
     for a in diff.accounts:
-        before = _decode(a.account_id, a.old_leaf)
-        after = _decode(a.account_id, a.new_leaf)
-        if after is None:
-            raise _fail(f"account {a.account_id} has no new leaf")
-        if before is not None and (before.owner, before.subaccount) != (
-            after.owner,
-            after.subaccount,
-        ):
-            raise _fail(f"account {a.account_id} changed owner")
-        owners[(after.owner, after.subaccount)] = a.account_id
-        old_l.append(_ledger(before, consts, a.account_id))
-        new_l.append(_ledger(after, consts, a.account_id))
+        aid = a.account_id
+        if not a.new_leaf:
+            raise _fail(f"account {aid} has no new leaf")
+        key, after = _leaf_ledger(aid, a.new_leaf, consts, slots)
+        if a.old_leaf:
+            old_key, before = _leaf_ledger(aid, a.old_leaf, consts, slots)
+            if old_key != key:
+                raise _fail(f"account {aid} changed owner")
+        else:
+            before = empty
+        owners[key] = aid
+        old_l.append(before)
+        new_l.append(after)
     deposits = []
     for d in pi.deposits:
         acct = owners.get((d.owner, d.subaccount))
@@ -382,7 +502,7 @@ def derive_public(
         if max(seen) - min(seen) >= INDEX_WINDOW:
             raise _fail(f"market {c.market_id}: funding indices span more than 2^29")
     return BatchPublic(
-        statement=statement_bytes(pi, diff, ex),
+        statement=statement_bytes(pi, diff, ex, enc),
         trace_length=ex.trace_length,
         markets=consts,
         initial_indices=tuple(initial),
