@@ -111,6 +111,12 @@ class Market:
                 lower = upper
         return -(-total_ppm_units // PPM)
 
+    def funding_delta(self, rate_ppb: int, price: int) -> int:
+        """Index change per step-sized lot for a funding rate at a price, rounded toward zero."""
+        numerator, denominator = rate_ppb * price * self.step_size, self.size_scale * PPB
+        magnitude = abs(numerator) // denominator
+        return magnitude if numerator >= 0 else -magnitude
+
     def lots(self, size: int) -> int:
         return size // self.step_size
 

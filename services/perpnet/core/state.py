@@ -36,7 +36,7 @@ from perpnet.core.events import (
     PriceUpdated,
     WithdrawalEmitted,
 )
-from perpnet.core.markets import PPB, PPM, Market, MarketSet
+from perpnet.core.markets import PPM, Market, MarketSet
 from perpnet.core.orders import MARKET_KINDS, Order, SignedOrder, TimeInForce
 from perpnet.core.smt import SparseMerkleTree
 from perpnet.core.txs import (
@@ -631,9 +631,7 @@ class ExchangeState:
             if abs(rate) > limit:
                 raise CoreError(ErrorCode.FUNDING_CLAMP, f"|rate| {abs(rate)} above {limit} ppb")
             price = self._oracle_price(market_id, tx.timestamp_ms)
-            deltas.append(
-                (market_id, _trunc_div(rate * price * market.step_size, market.size_scale * PPB))
-            )
+            deltas.append((market_id, market.funding_delta(rate, price)))
         for market_id, delta in deltas:
             self.funding_index[market_id] += delta
         self.last_funding_ms = tx.timestamp_ms

@@ -30,7 +30,7 @@ from perpnet.core.batch import PublicInputs, encode_diff
 from perpnet.core.crypto import keccak
 from perpnet.core.encoding import Reader
 from perpnet.core.errors import CoreError
-from perpnet.core.markets import PPB, MarketSet
+from perpnet.core.markets import MarketSet
 from perpnet.core.smt import EMPTY_LEAF, MultiProof
 from perpnet.core.state import StateDiff, order_leaf
 from perpnet.stark.batch_air import BatchPublic, MemoryTerms
@@ -102,11 +102,6 @@ class Globals:
 
 def _fail(why: str) -> StarkVerificationError:
     return StarkVerificationError(f"batch statement: {why}")
-
-
-def _trunc_div(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
 
 
 def statement_bytes(
@@ -291,8 +286,7 @@ def _replay_ticks(
                 market = markets.get(m)
                 if abs(rate) > market.max_funding_rate_ppb or prices.get(m, 0) <= 0:
                     raise _fail("funding rate above the clamp or without a price")
-                delta = _trunc_div(rate * prices[m] * market.step_size, market.size_scale * PPB)
-                deltas.append((m, delta))
+                deltas.append((m, market.funding_delta(rate, prices[m])))
             for m, delta in deltas:
                 indices[m] += delta
             out.append(tuple(indices[m.market_id] for m in markets.markets)
