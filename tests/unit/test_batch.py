@@ -6,7 +6,8 @@ import pytest
 
 from perpnet.core.batch import BatchBuilder, DepositEntry, PublicInputs, WithdrawalEntry
 from perpnet.core.errors import CoreError, ErrorCode
-from perpnet.core.markets import USD
+from perpnet.core.markets import DEFAULT_MARKETS, USD, MarketSet
+from perpnet.core.state import Globals
 from perpnet.core.txs import ForcedWithdrawal
 from perpnet.testkit import Desk, trader
 
@@ -55,3 +56,16 @@ def test_public_inputs_decoding_is_strict() -> None:
         with pytest.raises(CoreError) as exc:
             PublicInputs.decode(bad)
         assert exc.value.code == ErrorCode.ENCODING
+
+
+def test_globals_decode_reads_what_the_state_commits() -> None:
+    desk = Desk()
+    state = desk.state()
+    state.apply(desk.deposit(ALICE, 1_000 * USD))
+    state.apply(desk.price(0, 50_000 * USD))
+    g = Globals.decode(state.globals_bytes(), state.markets)
+    assert (g.next_deposit_id, g.total_deposited, g.num_accounts) == (1, 1_000 * USD, 3)
+    assert g.prices[0] == 50_000 * USD and g.indices == {0: 0, 1: 0, 2: 0}
+    with pytest.raises(CoreError) as exc:
+        Globals.decode(state.globals_bytes(), MarketSet(DEFAULT_MARKETS[1:]))
+    assert exc.value.code == ErrorCode.ENCODING

@@ -24,7 +24,7 @@ from perpnet.core.accounts import (
 )
 from perpnet.core.crypto import keccak
 from perpnet.core.deleverage import ranking
-from perpnet.core.encoding import Writer, check_fields, encode_account
+from perpnet.core.encoding import Reader, Writer, check_fields, encode_account
 from perpnet.core.errors import CoreError, ErrorCode, require
 from perpnet.core.events import (
     Deleveraged,
@@ -80,6 +80,43 @@ class ExchangeConfig:
         require(self.min_funding_interval_ms >= 0, ErrorCode.INVALID_FIELD, "negative interval")
         require(self.funding_period_ms > 0, ErrorCode.INVALID_FIELD, "funding period must be > 0")
         require(1 <= self.tree_depth <= 64, ErrorCode.INVALID_FIELD, "tree depth in [1, 64]")
+
+
+@dataclass(slots=True)
+class Globals:
+    """`ExchangeState.globals_bytes()` decoded: the one reader of that layout."""
+
+    clock_ms: int
+    next_deposit_id: int
+    next_forced_id: int
+    num_accounts: int
+    num_orders: int
+    last_funding_ms: int
+    total_deposited: int
+    total_withdrawn: int
+    prices: dict[int, int]
+    price_times: dict[int, int]
+    indices: dict[int, int]
+
+    @classmethod
+    def decode(cls, raw: bytes, markets: MarketSet) -> Globals:
+        r = Reader(raw)
+        head = [r.int(k) for k in ("u64", "u64", "u64", "u64", "u64", "i64", "u128", "u128")]
+        prices: dict[int, int] = {}
+        times: dict[int, int] = {}
+        indices: dict[int, int] = {}
+        for market in markets.markets:
+            if r.int("u16") != market.market_id:
+                raise CoreError(ErrorCode.ENCODING, "globals list other markets")
+            prices[market.market_id] = r.int("u128")
+            times[market.market_id] = r.int("u64")
+            indices[market.market_id] = r.int("i128")
+        r.done()
+        clock, deposits, forced, accounts, orders, funding_ms, deposited, withdrawn = head
+        return cls(
+            clock, deposits, forced, accounts, orders, funding_ms, deposited, withdrawn,
+            prices, times, indices,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from perpnet.core.accounts import Account
-from perpnet.core.encoding import Reader
 from perpnet.core.markets import MarketSet
 from perpnet.core.orders import SignedOrder
+from perpnet.core.state import Globals
 from perpnet.core.txs import Tx
 from perpnet.runtime.models import OrderStatus
 
@@ -116,19 +116,17 @@ class StateView:
 def decode_globals(
     data: bytes, *, root: bytes, last_seq: int, next_batch_id: int, markets: MarketSet
 ) -> StateView:
-    """Read `ExchangeState.globals_bytes()` (its layout is fixed by the state commitment)."""
-    r = Reader(data)
-    clock, next_deposit, _forced, _accounts, _orders = (r.int("u64") for _ in range(5))
-    last_funding = r.int("i64")
-    deposited, withdrawn = r.int("u128"), r.int("u128")
-    per_market: dict[int, MarketGlobals] = {}
-    for _ in markets.markets:
-        market_id = r.int("u16")
-        per_market[market_id] = MarketGlobals(r.int("u128"), r.int("u64"), r.int("i128"))
-    r.done()
+    """The sequencer's state summary, its globals read by the core's one decoder."""
+    g = Globals.decode(data, markets)
+    per_market = {
+        m.market_id: MarketGlobals(
+            g.prices[m.market_id], g.price_times[m.market_id], g.indices[m.market_id]
+        )
+        for m in markets.markets
+    }
     return StateView(
-        root, last_seq, next_batch_id, clock, next_deposit, last_funding, deposited, withdrawn,
-        per_market,
+        root, last_seq, next_batch_id, g.clock_ms, g.next_deposit_id, g.last_funding_ms,
+        g.total_deposited, g.total_withdrawn, per_market,
     )  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
-from perpnet.core.encoding import Reader
+from perpnet.core.markets import MarketSet
+from perpnet.core.state import Globals
 from perpnet.proto.v1 import sequencer_pb2, sequencer_pb2_grpc
 from perpnet.runtime.channels import is_serving, open_channel
 
@@ -44,8 +45,8 @@ class Counters:
 
     @classmethod
     def parse(cls, globals_: bytes) -> Counters:
-        r = Reader(globals_)
-        return cls(r.int("u64"), r.int("u64"), r.int("u64"))
+        g = Globals.decode(globals_, MarketSet())
+        return cls(g.clock_ms, g.next_deposit_id, g.next_forced_id)
 
 
 class SequencerClient:

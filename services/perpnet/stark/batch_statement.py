@@ -28,11 +28,10 @@ import sha3
 from perpnet.core.accounts import FIRST_USER_ID
 from perpnet.core.batch import PublicInputs, encode_diff
 from perpnet.core.crypto import keccak
-from perpnet.core.encoding import Reader
 from perpnet.core.errors import CoreError
 from perpnet.core.markets import MarketSet
 from perpnet.core.smt import EMPTY_LEAF, MultiProof
-from perpnet.core.state import StateDiff, order_leaf
+from perpnet.core.state import Globals, StateDiff, order_leaf
 from perpnet.stark.batch_air import BatchPublic, MemoryTerms
 from perpnet.stark.batch_layout import (
     C_BITS,
@@ -64,40 +63,6 @@ class StatementExtras:
     trace_length: int
     accounts_proof: bytes
     orders_proof: bytes
-
-
-@dataclass(slots=True)
-class Globals:
-    clock_ms: int
-    next_deposit_id: int
-    next_forced_id: int
-    num_accounts: int
-    num_orders: int
-    last_funding_ms: int
-    total_deposited: int
-    total_withdrawn: int
-    prices: dict[int, int]
-    price_times: dict[int, int]
-    indices: dict[int, int]
-
-    @classmethod
-    def parse(cls, raw: bytes, markets: MarketSet) -> Globals:
-        """Decode `ExchangeState.globals_bytes()`."""
-        r = Reader(raw)
-        head = [r.int(k) for k in ("u64", "u64", "u64", "u64", "u64", "i64", "u128", "u128")]
-        prices, times, indices = {}, {}, {}
-        for market in markets.markets:
-            if r.int("u16") != market.market_id:
-                raise _fail("globals list other markets")
-            prices[market.market_id] = r.int("u128")
-            times[market.market_id] = r.int("u64")
-            indices[market.market_id] = r.int("i128")
-        r.done()
-        clock, dep, forced, accounts, orders, funding_ms, deposited, withdrawn = head
-        return cls(
-            clock, dep, forced, accounts, orders, funding_ms, deposited, withdrawn,
-            prices, times, indices,
-        )  # fmt: skip
 
 
 def _fail(why: str) -> StarkVerificationError:
@@ -416,8 +381,8 @@ def derive_public(
     enc = fast_encode_diff(diff)
     _check_roots(pi, diff, ex, enc)
     try:
-        old_g = Globals.parse(diff.old_globals, markets)
-        new_g = Globals.parse(pi.globals, markets)
+        old_g = Globals.decode(diff.old_globals, markets)
+        new_g = Globals.decode(pi.globals, markets)
     except (CoreError, TypeError):
         raise _fail("globals do not decode for these markets") from None
     if not 0 < ex.trace_length <= MAX_TRACE:
