@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from perpnet.core.batch import BatchBuilder, DepositEntry, PublicInputs, WithdrawalEntry
+from perpnet.core.batch import (
+    BatchBuilder,
+    DepositEntry,
+    PublicInputs,
+    WithdrawalEntry,
+    decode_diff,
+    encode_diff,
+)
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import DEFAULT_MARKETS, USD, MarketSet
 from perpnet.core.state import Globals
@@ -43,6 +50,8 @@ def test_a_batch_records_deposits_withdrawals_forced_requests_and_roots() -> Non
     assert [a.account_id for a in batch.diff.accounts] == [2, 3]
 
     assert PublicInputs.decode(inputs.encode()) == inputs
+    d = batch.diff
+    assert decode_diff(encode_diff(d), d.old_root, d.new_root, d.old_globals, d.new_globals) == d
     nxt = builder.cut()
     assert nxt.batch_id == 1 and nxt.txs == () and nxt.public_inputs.old_root == inputs.new_root
 
@@ -56,6 +65,17 @@ def test_public_inputs_decoding_is_strict() -> None:
         with pytest.raises(CoreError) as exc:
             PublicInputs.decode(bad)
         assert exc.value.code == ErrorCode.ENCODING
+
+
+def test_state_diff_decoding_is_strict() -> None:
+    desk = Desk()
+    builder = BatchBuilder(desk.state())
+    builder.add(desk.deposit(ALICE, 1_000 * USD))
+    d = builder.cut().diff
+    raw = encode_diff(d)
+    for bad in (raw[:-1], raw + b"\x00", b""):
+        with pytest.raises(CoreError):
+            decode_diff(bad, d.old_root, d.new_root, d.old_globals, d.new_globals)
 
 
 def test_globals_decode_reads_what_the_state_commits() -> None:

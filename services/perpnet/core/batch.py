@@ -25,7 +25,7 @@ from perpnet.core.crypto import keccak
 from perpnet.core.encoding import Reader, Writer
 from perpnet.core.errors import CoreError
 from perpnet.core.events import Event, WithdrawalEmitted
-from perpnet.core.state import ExchangeState, StateDiff
+from perpnet.core.state import AccountDiff, ExchangeState, OrderDiff, StateDiff
 from perpnet.core.txs import Deposit, ForcedWithdrawal, Tx
 
 
@@ -155,6 +155,24 @@ def encode_diff(diff: StateDiff) -> bytes:
         w.int("u128", o.old_filled)
         w.int("u128", o.new_filled)
     return w.getvalue()
+
+
+def decode_diff(
+    data: bytes, old_root: bytes, new_root: bytes, old_globals: bytes, new_globals: bytes
+) -> StateDiff:
+    """The inverse of encode_diff; the roots and globals travel separately (the public
+    inputs hold the new ones, the previous batch the old ones)."""
+    r = Reader(data)
+    accounts = tuple(
+        AccountDiff(r.int("u32"), r.take(r.int("u16")), r.take(r.int("u16")))
+        for _ in range(r.int("u32"))
+    )
+    orders = tuple(
+        OrderDiff(r.int("u32"), r.raw("b32"), r.int("u128"), r.int("u128"))
+        for _ in range(r.int("u32"))
+    )
+    r.done()
+    return StateDiff(old_root, new_root, old_globals, new_globals, accounts, orders)
 
 
 @dataclass(frozen=True, slots=True)
