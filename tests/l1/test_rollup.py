@@ -10,6 +10,7 @@ from perpnet.core import margin
 from perpnet.core.batch import DepositEntry, ForcedEntry
 from perpnet.core.markets import USD
 from perpnet.core.txs import ForcedWithdrawal
+from perpnet.l1.anvil import rpc
 from perpnet.l1.client import L1RevertError
 from perpnet.testkit import trader
 
@@ -235,3 +236,33 @@ def test_a_proof_of_the_maximum_size_travels_as_calldata(world: World) -> None:
     proof = bytes(range(256)) * (max_proof // 256) + b"\x01" * (max_proof % 256)
     world.post(batch, proof)
     assert world.gov.state_root() == world.state.root()
+
+
+def test_a_backlog_of_batches_lands_in_few_blocks_in_order(world: World) -> None:
+    """The bridge's catch-up path: fact + update for several batches sent back to back
+    land together (interval mining, as on the devnet); a batch out of order stops the
+    pipeline with the rollup's reason, after the ones before it landed."""
+    url = world.anvil.url
+    rpc(url, "evm_setAutomine", [False])
+    rpc(url, "evm_setIntervalMining", [1])
+    try:
+        deposit_id = world.fund_and_deposit("alice", 500 * USD)
+        world.apply(world.l2_deposit(deposit_id))
+        batches = [world.builder.cut() for _ in range(4)]
+        posts = [(b.public_inputs.encode(), b"proof-%d" % b.batch_id) for b in batches]
+        landed, error = world.gov.post_batches(posts)
+        assert error is None and len(landed) == 4
+        assert world.gov.next_batch_id() == 4
+        blocks = {int(r["blockNumber"]) for pair in landed for r in pair}
+        assert len(blocks) < 8  # not one block per transaction
+
+        later = [world.builder.cut() for _ in range(3)]
+        posts = [(b.public_inputs.encode(), b"p") for b in (later[0], later[2], later[1])]
+        landed, error = world.gov.post_batches(posts)
+        assert len(landed) == 1 and world.gov.next_batch_id() == 5
+        assert isinstance(error, L1RevertError) and error.reason.startswith(
+            "batch id is not the next one"
+        )
+    finally:
+        rpc(url, "evm_setIntervalMining", [0])
+        rpc(url, "evm_setAutomine", [True])

@@ -33,7 +33,7 @@ from typing import Annotated, Any, TypeVar
 import grpc
 import grpc.aio
 from web3 import Web3
-from web3.types import EventData
+from web3.types import EventData, TxReceipt
 
 from perpnet.bridge import metrics, records
 from perpnet.bridge.statement import Statement, genesis_globals
@@ -67,6 +67,8 @@ class BridgeSettings(ExchangeSettings):
     operator_key: str = DEV_KEY  # 0x secret of an operator (and fact registrar) of the rollup
     confirmations: Annotated[int, Range(1, 1000)] = 2
     poll_interval_s: Annotated[float, Range(0.05, 600)] = 1.0
+    # proven batches posted back to back per L1 round trip (a backlog drains in ~1 block)
+    post_pipeline: Annotated[int, Range(1, 64)] = 8
     # Chaos knob: comma-separated 0x owners whose forced requests are never submitted (the
     # operator censors them), so a drill can let the grace period pass and freeze the rollup.
     ignore_forced_from: str = ""
@@ -373,20 +375,48 @@ class BridgeService(Service[BridgeSettings]):
             pass
 
     async def post_next(self) -> bool:
-        """Post L1's next batch if it is proven; True if one was posted."""
+        """Post L1's next proven batches (up to `post_pipeline`, back to back in one L1
+        round trip); True if any was posted."""
         next_id = await self.l1(self.client.next_batch_id)
         metrics.HIGHEST_BATCH.labels("verified").set(next_id - 1)
         for missed in await self.db.run(partial(records.verified_before, next_batch_id=next_id)):
             # Posted before a crash, not recorded: L1 is the truth.
             mark = partial(records.mark_verified, batch_id=missed, l1_tx=None, gas=None)
             await self.db.run(partial(mark, at_ms=now_ms()))
-        found = await self.db.run(partial(records.batch_to_post, batch_id=next_id))
-        if found is None or (found.proof is None and found.failure is None):
-            self._unblock()
+        ready: list[tuple[int, bytes, bytes]] = []
+        while len(ready) < self.settings.post_pipeline:
+            batch_id = next_id + len(ready)
+            found = await self.db.run(partial(records.batch_to_post, batch_id=batch_id))
+            if found is None or (found.proof is None and found.failure is None):
+                break
+            why = await self._unpostable(found)
+            if why is not None:
+                if not ready:
+                    return self._block(batch_id, why)
+                break  # post the ones before it; the next round stops here
+            assert found.proof is not None  # _unpostable said so
+            ready.append((batch_id, found.public_inputs, found.proof))
+        self._unblock()
+        if not ready:
             return False
-        if found.failure is not None:
-            return self._block(next_id, f"the prover refused it: {found.failure}")
-        assert found.proof is not None
+        for batch_id, _, _ in ready:
+            await self.db.run(partial(records.mark_posted, batch_id=batch_id, at_ms=now_ms()))
+        landed, error = await self.l1(
+            self.client.post_batches, [(pi, proof) for _, pi, proof in ready]
+        )
+        for (batch_id, _, _), (fact, update) in zip(ready, landed, strict=False):
+            await self._verified(batch_id, fact, update)
+        if error is not None:
+            if not landed:
+                raise error
+            self.log.warning("posting stopped", extra={"after": next_id + len(landed) - 1})
+        return bool(landed)
+
+    async def _unpostable(self, found: records.ToPost) -> str | None:
+        """Why a stored batch cannot be posted (refused by the prover, or a proof that the
+        off-chain verifier rejects: the early warning before L1), or None."""
+        if found.failure is not None or found.proof is None:
+            return f"the prover refused it: {found.failure}"
         old_globals = self.genesis_globals if found.old_globals is None else found.old_globals
         statement = Statement.of(found.public_inputs, found.state_diff, old_globals)
         try:
@@ -395,11 +425,10 @@ class BridgeService(Service[BridgeSettings]):
             )
         except Exception as exc:
             metrics.POSTED.labels("rejected").inc()
-            return self._block(next_id, f"its proof does not verify: {exc!r}")
-        self._unblock()
-        await self.db.run(partial(records.mark_posted, batch_id=next_id, at_ms=now_ms()))
-        fact = await self.l1(self.client.register_fact, found.public_inputs, found.proof)
-        update = await self.l1(self.client.update_state, found.public_inputs, found.proof)
+            return f"its proof does not verify: {exc!r}"
+        return None
+
+    async def _verified(self, batch_id: int, fact: TxReceipt, update: TxReceipt) -> None:
         gas = int(fact["gasUsed"]) + int(update["gasUsed"])
         metrics.STATE_UPDATE_GAS.labels("fact").observe(int(fact["gasUsed"]))
         metrics.STATE_UPDATE_GAS.labels("update").observe(int(update["gasUsed"]))
@@ -408,7 +437,7 @@ class BridgeService(Service[BridgeSettings]):
         await self.db.run(
             partial(
                 records.mark_verified,
-                batch_id=next_id,
+                batch_id=batch_id,
                 l1_tx=bytes(update["transactionHash"]),
                 gas=gas,
                 at_ms=now_ms(),
@@ -418,9 +447,8 @@ class BridgeService(Service[BridgeSettings]):
         if self._last_verified_at is not None:
             metrics.PROOF_CADENCE.observe(now - self._last_verified_at)
         self._last_verified_at = now
-        metrics.HIGHEST_BATCH.labels("verified").set(next_id)
-        self.log.info("batch verified on L1", extra={"batch_id": next_id, "gas": gas})
-        return True
+        metrics.HIGHEST_BATCH.labels("verified").set(batch_id)
+        self.log.info("batch verified on L1", extra={"batch_id": batch_id, "gas": gas})
 
     def _block(self, batch_id: int, why: str) -> bool:
         metrics.BLOCKED.set(1)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account as EthAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.contract.contract import ContractFunction
+from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 from web3.types import EventData, TxParams, TxReceipt
@@ -51,39 +52,70 @@ class Sender:
             EthAccount.from_key(key).address if key is not None else str(address)
         )
 
-    def _send(self, tx: TxParams) -> TxReceipt:
+    def _submit(self, tx: TxParams) -> HexBytes:
+        """Estimate (against the pending block, so a transaction may build on ones not yet
+        mined) and send; the transaction hash. A revert raises before anything is sent."""
         w3 = self.w3
         try:
-            gas = w3.eth.estimate_gas(tx)
+            gas = w3.eth.estimate_gas(tx, "pending")
         except ContractLogicError as exc:
             raise L1RevertError(_reason(exc)) from exc
         tx["gas"] = gas + gas // 5 + 10_000
         if self._key is None:
-            tx_hash = w3.eth.send_transaction(tx)
-        else:
-            tx["nonce"] = w3.eth.get_transaction_count(self.address, "pending")
-            signed = EthAccount.sign_transaction(tx, self._key)
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = w3.eth.wait_for_transaction_receipt(
+            return w3.eth.send_transaction(tx)
+        tx["nonce"] = w3.eth.get_transaction_count(self.address, "pending")
+        signed = EthAccount.sign_transaction(tx, self._key)
+        return w3.eth.send_raw_transaction(signed.raw_transaction)
+
+    def _wait(self, tx_hash: HexBytes) -> TxReceipt:
+        receipt = self.w3.eth.wait_for_transaction_receipt(
             tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=0.02
         )
         if receipt["status"] != 1:
             raise L1RevertError(f"transaction {tx_hash.hex()} reverted on chain")
         return receipt
 
-    def transact(self, call: ContractFunction) -> TxReceipt:
-        tx: TxParams = call.build_transaction({"from": self.address, "gas": 0})
+    def _send(self, tx: TxParams) -> TxReceipt:
+        return self._wait(self._submit(tx))
+
+    @staticmethod
+    def _params(call: ContractFunction | ContractConstructor, sender: str) -> TxParams:
+        tx: TxParams = call.build_transaction({"from": sender, "gas": 0})
         del tx["gas"]
-        return self._send(tx)
+        return tx
+
+    def transact(self, call: ContractFunction) -> TxReceipt:
+        return self._send(self._params(call, self.address))
+
+    def transact_all(
+        self, calls: Sequence[ContractFunction]
+    ) -> tuple[list[TxReceipt], Exception | None]:
+        """Send `calls` back to back, in nonce order, without waiting for one to be mined
+        before the next (each is estimated on top of the ones before it), then wait for
+        all: several land in one block. Sending stops at the first refusal; the receipts
+        of what was sent (a prefix of `calls`) come back with that error, if any."""
+        hashes: list[HexBytes] = []
+        error: Exception | None = None
+        for call in calls:
+            try:
+                hashes.append(self._submit(self._params(call, self.address)))
+            except L1RevertError as exc:
+                error = exc
+                break
+        receipts: list[TxReceipt] = []
+        for tx_hash in hashes:
+            try:
+                receipts.append(self._wait(tx_hash))
+            except L1RevertError as exc:
+                return receipts, exc
+        return receipts, error
 
     def deploy(self, abi: list[dict[str, Any]], bytecode: bytes, *args: Any) -> str:
         """Deploy a contract; returns its checksummed address."""
         factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
-        tx: TxParams = factory.constructor(*args).build_transaction(
-            {"from": self.address, "gas": 0}
-        )
-        del tx["gas"]
-        address = self._send(tx)["contractAddress"]
+        address = self._send(self._params(factory.constructor(*args), self.address))[
+            "contractAddress"
+        ]
         assert address is not None
         return str(address)
 
@@ -107,6 +139,10 @@ class ForcedRequest:
     amount: int
     recipient: bytes
     deadline: int
+
+
+def _pi_bytes(public_inputs: PublicInputs | bytes) -> bytes:
+    return public_inputs.encode() if isinstance(public_inputs, PublicInputs) else public_inputs
 
 
 def _addr(value: str) -> bytes:
@@ -209,13 +245,31 @@ class RollupClient:
         return self._tx(self.rollup.functions.reclaim_deposit(deposit_id))
 
     def update_state(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
-        data = public_inputs.encode() if isinstance(public_inputs, PublicInputs) else public_inputs
-        return self._tx(self.rollup.functions.update_state(data, proof))
+        return self._tx(self._update_call(_pi_bytes(public_inputs), proof))
 
     def register_fact(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
         """Register keccak(pi_hash || keccak(proof)); only after the Python verifier accepted it."""
-        data = public_inputs.encode() if isinstance(public_inputs, PublicInputs) else public_inputs
-        return self._tx(self.verifier.functions.register(keccak(data), keccak(proof)))
+        return self._tx(self._fact_call(_pi_bytes(public_inputs), proof))
+
+    def _update_call(self, data: bytes, proof: bytes) -> ContractFunction:
+        return self.rollup.functions.update_state(data, proof)
+
+    def _fact_call(self, data: bytes, proof: bytes) -> ContractFunction:
+        return self.verifier.functions.register(keccak(data), keccak(proof))
+
+    def post_batches(
+        self, batches: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[list[tuple[TxReceipt, TxReceipt]], Exception | None]:
+        """Register the fact and update the state for each (public inputs, proof), in batch
+        order, pipelined (Sender.transact_all): a backlog of k batches takes about one
+        block, not 2k. Returns the (fact, update) receipts of the batches that landed, a
+        prefix, and the error that stopped the rest, if any."""
+        calls: list[ContractFunction] = []
+        for data, proof in batches:
+            calls += [self._fact_call(data, proof), self._update_call(data, proof)]
+        receipts, error = self.sender.transact_all(calls)
+        pairs = list(zip(receipts[::2], receipts[1::2], strict=False))
+        return pairs, error
 
     def claim(self) -> tuple[int, TxReceipt]:
         receipt = self._tx(self.rollup.functions.claim())
