@@ -61,32 +61,38 @@ def test_account_value_requirements_and_free_collateral(desk: Desk) -> None:
 
 def test_requirement_tiers_by_hand() -> None:
     btc, sol = MarketSet().get(BTC), MarketSet().get(SOL)
-    # 2M notional: 1M × 5 % + 1M × 7.5 % = 125,000; maintenance 1M × 3 % + 1M × 4.5 % = 75,000
-    assert btc.requirement(2_000_000 * USD, True) == 125_000 * USD
-    assert btc.requirement(-2_000_000 * USD, False) == 75_000 * USD
-    # 6M: 50,000 + 4M × 7.5 % (300,000) + 1M × 12.5 % (125,000) = 475,000 initial
-    #     30,000 + 4M × 4.5 % (180,000) + 1M × 7.5 % (75,000) = 285,000 maintenance
-    assert btc.requirement(6_000_000 * USD, True) == 475_000 * USD
-    assert btc.requirement(6_000_000 * USD, False) == 285_000 * USD
-    # exactly 1M stays in the first tier; one quantum above pays 7.5 % on that quantum
-    assert btc.requirement(1_000_000 * USD, True) == 50_000 * USD
-    assert btc.requirement(1_000_000 * USD + 1, True) == 50_000 * USD + 1  # 0.075 -> 1
-    assert btc.requirement(1, False) == 1  # 0.03 quantum rounds up
-    assert btc.requirement(0, True) == 0
-    # SOL: 10 % / 5 %, then 15 % / 7.5 % above 1M: 1.5M -> 100,000 + 75,000 = 175,000
-    assert sol.requirement(1_500_000 * USD, True) == 175_000 * USD
-    assert sol.requirement(1_500_000 * USD, False) == 87_500 * USD  # 50,000 + 37,500
+    btc_size, p50k = 10**10, 50_000 * USD
+    # 30 BTC at 50,000 (1.5M): 5 % of 1.5M + (7.5 − 5) % of the 15 BTC past 15 (750k)
+    #   = 75,000 + 18,750 = 93,750; maintenance 3 % + 1.5 %: 45,000 + 11,250 = 56,250
+    assert btc.requirement(30 * btc_size, p50k, True) == 93_750 * USD
+    assert btc.requirement(-30 * btc_size, p50k, False) == 56_250 * USD
+    # 100 BTC (5M): 250,000 + 2.5 % of 85 BTC (106,250) + 5 % of the 25 past 75 (62,500)
+    #   = 418,750; maintenance 150,000 + 63,750 + 3 % of 1.25M (37,500) = 251,250
+    assert btc.requirement(100 * btc_size, p50k, True) == 418_750 * USD
+    assert btc.requirement(100 * btc_size, p50k, False) == 251_250 * USD
+    # exactly 15 BTC stays in the first tier; one step more (0.0001 BTC, 5 USD) pays
+    # 5 % of 750,005 (37,500.25) + 2.5 % of 5 (0.125): each part rounded up on its own
+    assert btc.requirement(15 * btc_size, p50k, True) == 37_500 * USD
+    assert btc.requirement(15 * btc_size + 10**6, p50k, True) == 37_500 * USD + 375_000
+    assert btc.requirement(1, p50k, False) == 1  # 5 quantums × 3 % rounds up
+    assert btc.requirement(0, p50k, True) == 0
+    # SOL: 10 % / 5 %, then 15 % / 7.5 % past 2,500 SOL: 3,000 SOL at 100 (300k)
+    #   -> 30,000 + 5 % of 50,000 = 32,500; maintenance 15,000 + 1,250 = 16,250
+    sol_size, p100 = 10**7, 100 * USD
+    assert sol.requirement(3_000 * sol_size, p100, True) == 32_500 * USD
+    assert sol.requirement(3_000 * sol_size, p100, False) == 16_250 * USD
 
 
 def test_position_crossing_a_tier_in_an_account(desk: Desk) -> None:
     state = funded(desk, (ALICE, 100_000 * USD), (BOB, 100_000 * USD))
     buy(desk, state, ALICE, BOB, market=BTC, size=25 * 10**10, price=P50K)
     # 25 BTC × 50,000 = 1.25M notional; taker fee 625 USD; maker fee 250 USD
-    # initial 50,000 + 250,000 × 7.5 % = 68,750; maintenance 30,000 + 250,000 × 4.5 % = 41,250
-    assert state.risk(state.account(2)) == Risk(99_375 * USD, 68_750 * USD, 41_250 * USD)
-    assert state.risk(state.account(3)) == Risk(99_750 * USD, 68_750 * USD, 41_250 * USD)
+    # initial 62,500 + 10 BTC past 15 × 50,000 × 2.5 % (12,500) = 75,000;
+    # maintenance 37,500 + 500,000 × 1.5 % (7,500) = 45,000
+    assert state.risk(state.account(2)) == Risk(99_375 * USD, 75_000 * USD, 45_000 * USD)
+    assert state.risk(state.account(3)) == Risk(99_750 * USD, 75_000 * USD, 45_000 * USD)
     market = state.markets.get(BTC)
-    assert market.requirement(1_250_000 * USD, True) == 68_750 * USD
+    assert market.requirement(25 * 10**10, P50K, True) == 75_000 * USD
 
 
 def test_initial_margin_boundary(desk: Desk, reject) -> None:

@@ -67,10 +67,10 @@ def risk(
     initial = maintenance = 0
     for market_id, position in account.positions.items():
         market = markets.get(market_id)
-        notional = market.value(position.size, price_of(prices, market_id))
-        value += notional
-        initial += market.requirement(notional, True)
-        maintenance += market.requirement(notional, False)
+        price = price_of(prices, market_id)
+        value += market.value(position.size, price)
+        initial += market.requirement(position.size, price, True)
+        maintenance += market.requirement(position.size, price, False)
     return Risk(value, initial, maintenance)
 
 
@@ -102,7 +102,7 @@ def worst_case_initial(
         market = markets.get(market_id)
         price = price_of(prices, market_id)
         held = account.size(market_id)
-        before = market.requirement(market.value(held, price), True)
+        before = market.requirement(held, price, True)
         worst_loss = worst_extra = 0
         for sign, (size, quote) in (
             (1, buys.get(market_id, (0, 0))),
@@ -111,7 +111,7 @@ def worst_case_initial(
             if size == 0:
                 continue
             loss = sign * quote - market.value(sign * size, price)  # paid above the mark
-            extra = market.requirement(market.value(held + sign * size, price), True) - before
+            extra = market.requirement(held + sign * size, price, True) - before
             if loss + extra > worst_loss + worst_extra:
                 worst_loss, worst_extra = loss, extra
         value -= worst_loss

@@ -26,7 +26,10 @@ PPB = 1_000_000_000
 
 @dataclass(frozen=True, slots=True)
 class MarginTier:
-    """Fractions (ppm) that apply to the part of a position's notional below `up_to`."""
+    """Fractions (ppm) for the part of a position's size (base quantums) below `up_to`.
+
+    Tiers by size, not notional (dYdX v3's incremental position size): the batch AIR
+    proves each tier's part with small-integer arithmetic."""
 
     up_to: int | None
     initial_ppm: int
@@ -78,12 +81,17 @@ class Market:
             )
             if tier.up_to is not None:
                 require(tier.up_to > previous, ErrorCode.INVALID_FIELD, "tiers ascend")
+                require(
+                    tier.up_to % self.step_size == 0,
+                    ErrorCode.INVALID_FIELD,
+                    "tier bounds are whole steps",
+                )
                 previous = tier.up_to
         for a, b in zip(self.tiers, self.tiers[1:], strict=False):
             require(
                 b.initial_ppm >= a.initial_ppm and b.maintenance_ppm >= a.maintenance_ppm,
                 ErrorCode.INVALID_FIELD,
-                "margin fractions grow with notional",
+                "margin fractions grow with size",
             )
         object.__setattr__(self, "size_scale", scale)
 
@@ -95,21 +103,22 @@ class Market:
         """Signed mark value of a position, floored: never overstates an account."""
         return size * price // self.size_scale
 
-    def requirement(self, notional: int, initial: bool) -> int:
-        """Margin for |notional|, tier by tier (continuous and monotone), rounded up."""
-        remaining = abs(notional)
-        lower = 0
-        total_ppm_units = 0
+    def requirement(self, size: int, price: int, initial: bool) -> int:
+        """Margin for a position of |size| at `price`: each tier adds its fraction's
+        increase over the previous tier on the part of the size beyond the tier's start,
+        rounded up part by part (monotone and continuous in size; exactly what the batch
+        AIR proves, one row per part)."""
+        held = abs(size)
+        total = start = previous = 0
         for tier in self.tiers:
-            upper = tier.up_to
-            part = remaining if upper is None else min(remaining, upper - lower)
-            if part <= 0:
+            if held <= start:
                 break
-            total_ppm_units += part * (tier.initial_ppm if initial else tier.maintenance_ppm)
-            remaining -= part
-            if upper is not None:
-                lower = upper
-        return -(-total_ppm_units // PPM)
+            ppm = tier.initial_ppm if initial else tier.maintenance_ppm
+            total += -(-self.quote(held - start, price) * (ppm - previous) // PPM)
+            if tier.up_to is None:
+                break
+            start, previous = tier.up_to, ppm
+        return total
 
     def funding_delta(self, rate_ppb: int, price: int) -> int:
         """Index change per step-sized lot for a funding rate at a price, rounded toward zero."""
@@ -136,19 +145,21 @@ class Market:
             raise CoreError(ErrorCode.OFF_TICK, f"price not a multiple of {self.tick_size}")
 
 
-def _tiers(imf: int, mmf: int) -> tuple[MarginTier, ...]:
-    """Three liquidity tiers: base fractions, then 1.5x above 1M, 2.5x above 5M notional."""
+def _tiers(imf: int, mmf: int, first: int, second: int) -> tuple[MarginTier, ...]:
+    """Three liquidity tiers by size: base fractions, then 1.5x beyond `first` and 2.5x
+    beyond `second` base quantums (each on the part of the position past its start)."""
     return (
-        MarginTier(1_000_000 * USD, imf, mmf),
-        MarginTier(5_000_000 * USD, imf * 3 // 2, mmf * 3 // 2),
+        MarginTier(first, imf, mmf),
+        MarginTier(second, imf * 3 // 2, mmf * 3 // 2),
         MarginTier(None, imf * 5 // 2, mmf * 5 // 2),
     )
 
 
 DEFAULT_MARKETS: tuple[Market, ...] = (
-    Market(0, "BTC-USD", 10, 10**6, USD, 10**6, _tiers(50_000, 30_000)),
-    Market(1, "ETH-USD", 9, 10**6, USD // 10, 10**6, _tiers(50_000, 30_000)),
-    Market(2, "SOL-USD", 7, 10**5, USD // 1000, 10**5, _tiers(100_000, 50_000)),
+    # tiers at 15 and 75 BTC, 250 and 1,000 ETH, 2,500 and 10,000 SOL
+    Market(0, "BTC-USD", 10, 10**6, USD, 10**6, _tiers(50_000, 30_000, 15 * 10**10, 75 * 10**10)),
+    Market(1, "ETH-USD", 9, 10**6, USD // 10, 10**6, _tiers(50_000, 30_000, 250 * 10**9, 10**12)),
+    Market(2, "SOL-USD", 7, 10**5, USD // 1000, 10**5, _tiers(100_000, 50_000, 25 * 10**9, 10**11)),
 )
 
 

@@ -687,7 +687,7 @@ class ExchangeState:
             return -account.collateral  # closing everything leaves exactly zero
         r = self.risk(account)
         price = self.prices[m]
-        part = market.requirement(market.value(held, price), False) * abs(delta)
+        part = market.requirement(held, price, False) * abs(delta)
         whole = r.maintenance * abs(held)
         if not whole:
             part, whole = abs(delta), abs(held)

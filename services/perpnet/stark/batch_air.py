@@ -32,7 +32,6 @@ from perpnet.stark.air import FE, Air, Boundary, Frame
 from perpnet.stark.batch_layout import (
     KINDS,
     LIMB,
-    MARGIN_Z3,
     OFF_SMALL,
     OFF_Z,
     TABLE_SIZE,
@@ -41,7 +40,7 @@ from perpnet.stark.batch_layout import (
 )
 from perpnet.stark.field import P64, Arr, P
 
-NUM_LOOKUPS = 34
+NUM_LOOKUPS = 36
 TAG_DEPOSIT, TAG_WITHDRAWAL, TAG_FUNDING, TAG_FORCED = 1, 2, 3, 4
 EVENT_SLOTS = 7  # tag, seq, account, four amount limbs; then per market: index, price ticks
 INV2 = (P + 1) // 2
@@ -212,7 +211,7 @@ def _powers(x: FE, k: int) -> list[FE]:
 
 
 class BatchAir(Air):
-    name = b"perpnet.batch.v2"
+    name = b"perpnet.batch.v3"
     transition_degree = 3
     num_aux_challenges = 5  # gamma, delta (memory), gamma2, delta2 (events), beta (lookups)
 
@@ -242,7 +241,7 @@ class BatchAir(Air):
         return acc
 
     def lookups(self, c: Callable[[str], FE]) -> list[FE]:
-        """The 34 values every row range-checks into [0, 2^11)."""
+        """The 36 values every row range-checks into [0, 2^11)."""
         pos = _sum([c(k) for k in POSITION])
         fee = _sum([c(k) for k in FEES])
         half = LIMB // 2
@@ -259,6 +258,7 @@ class BatchAir(Air):
         out += [c(f"v{i}") for i in range(4)]
         out += [c("rem"), c("fb") - 1 - c("rem") + 1 - fee]
         out += [c(f"wc{i}") + half for i in range(2)] + [c(f"wf{i}") + half for i in range(3)]
+        out += [c("s0"), c("s1")]  # a margin row's slack below its tier's width
         assert len(out) == NUM_LOOKUPS
         return out
 
@@ -381,7 +381,10 @@ class BatchAir(Air):
         out.append(pos * (c("D") - sig * x))
         out.append((1 - pos) * c("D"))
         unit = _dot(e, [FE.const(q.quote_unit) for q in mk])
-        out.append((pos + mg) * (c("sq") - sig * unit))
+        t2, t3 = c("t2"), c("t3")
+        xs = t2 + t3  # an excess row: the part of a position past a later tier's start
+        out.append((pos + mg - xs) * (c("sq") - sig * unit))
+        out.append(xs * c("sq"))
         a_new = c("a0") + c("a1") * LIMB - OFF_SMALL
         out.append((act + mg) * (a_new - lots - c("D")))
         out.append(act * a_new * (1 - c("nz")))
@@ -390,12 +393,21 @@ class BatchAir(Air):
             fo = c(f"fo{i}")
             out.append(c(f"fn{i}") - fo - act * e[i] * (c("G") - fo))
         mi = c("mi")
-        mgi, mgm = mg * mi, mg - mg * mi
         maker = c("k_mk") + c("k_lcm")
-        fa = _dot(e, [maker * q.maker_fee[0] + c("k_tk") * q.taker_fee[0]
-                      + mgi * q.initial[0] + mgm * q.maintenance[0] for q in mk])  # fmt: skip
-        fb = _dot(e, [maker * q.maker_fee[1] + c("k_tk") * q.taker_fee[1]
-                      + mgi * q.initial[1] + mgm * q.maintenance[1] for q in mk])  # fmt: skip
+        # tier selection: the tier-1 fraction on a margin row, replaced on excess rows by
+        # that tier's increase (xs rows are margin rows, so mi alone selects the mode)
+        sel = [mg * mi, mg - mg * mi, mi * t2, t2 - mi * t2, mi * t3, t3 - mi * t3]
+
+        def fraction(k: int) -> FE:
+            return _dot(e, [maker * q.maker_fee[k] + c("k_tk") * q.taker_fee[k]
+                            + sel[0] * q.initial[0][k] + sel[1] * q.maintenance[0][k]
+                            + sel[2] * (q.initial[1][k] - q.initial[0][k])
+                            + sel[3] * (q.maintenance[1][k] - q.maintenance[0][k])
+                            + sel[4] * (q.initial[2][k] - q.initial[0][k])
+                            + sel[5] * (q.maintenance[2][k] - q.maintenance[0][k])
+                            for q in mk])  # fmt: skip
+
+        fa, fb = fraction(0), fraction(1)
         out.append(c("fa") - fa)
         out.append(c("fb") - fb)
         # Z = X·Y exactly: mod p, and mod 2^11 through the low limbs
@@ -441,11 +453,15 @@ class BatchAir(Air):
         mg: FE,
     ) -> list[FE]:
         """Margin chains: after each trade side, withdrawal and transfer, the account's
-        value at the prices in force is at least its (first-tier) requirement."""
+        value at the prices in force is at least its tiered requirement."""
         m = len(self.public.markets)
         out: list[FE] = []
         mi, q, mst, trd, sig = c("mi"), c("q"), c("mst"), c("trd"), c("sig")
         out += [v * (1 - v) for v in (mi, q, mst, trd)]
+        t2, t3, hx, lb = c("t2"), c("t3"), c("hx"), c("lb")
+        xs = t2 + t3
+        out += [v * (1 - v) for v in (t2, t3, hx, xs)]
+        out += [xs * (1 - mg), hx * (1 - mg), t3 * hx]
         out.append(q * (1 - mg))
         out.append(mst * (1 - mg))
         out.append(trd * mi)
@@ -454,18 +470,33 @@ class BatchAir(Air):
         out.append(mg * (1 - q) * (n("acct") - c("acct")))
         out.append(n("mst") - n("k_mg") * (1 - mg + mg * q))
         cont = n("k_mg") - n("k_mg") * n("mst")  # next row continues this chain
+        # tiers: a row's X fits its tier's width lb (slack s = lb − X >= 0 by lookup),
+        # or hx and the next row of the chain is the same market's next tier, whose X is
+        # this X − lb (>= 0 by lookup): a position past a tier start cannot skip a row
+        widths = [
+            q.widths[0] + t2 * (q.widths[1] - q.widths[0]) + t3 * (q.widths[2] - q.widths[0])
+            for q in self.public.markets
+        ]
+        out.append(mg * (lb - _dot(e, widths)))
+        out.append(mg * (1 - hx) * (c("s0") + c("s1") * LIMB - lb + x))
+        out.append(hx * (1 - cont))
+        out.append(hx * (n("t2") + n("t3") * 2 - t2 - t3 * 2 - 1))
+        out += [hx * (n(f"e{i}") - c(f"e{i}")) for i in range(m)]
+        nxs = n("t2") + n("t3")
+        out.append(nxs * (1 - hx))
+        out.append(nxs * (n("x0") + n("x1") * LIMB - x + lb - OFF_SMALL))
         out += [cont * (n(f"co{i}") - c(f"cn{i}")) for i in range(5)]
         out += [cont * (n(f"lo{i}") - c(f"lo{i}")) for i in range(m)]
         out.append(cont * (n("mi") - mi))
         for i in range(m):
             cov = c(f"cov{i}")
             out.append(cov * (1 - cov))
-            out.append(n("k_mg") * (n(f"cov{i}") - n(f"e{i}")) - cont * cov)
+            out.append(n("k_mg") * (n(f"cov{i}") - n(f"e{i}") + nxs * n(f"e{i}")) - cont * cov)
             out.append(q * (1 - cov) * c(f"lo{i}"))
-        # a margin row: X = |lots|, Y = price in ticks, Z = X·Y < 2^33, V = requirement
-        out.append(mg * (x - sig * a_new))
+        # a margin row: X = |lots| (excess rows: the part past the tier start), Y = price
+        # in ticks, Z = X·Y < 2^40, V = the tier's requirement on Z
+        out.append((mg - xs) * (x - sig * a_new))
         out.append(mg * (y - _dot(e, [c(f"T{i}") for i in range(m)])))
-        out.append(mg * (c("z3") - MARGIN_Z3))
         # funding settled before every check and every trade
         settled = pos + c("k_wd") + c("k_xo") + c("k_fw") + mst
         out += [settled * c(f"lo{i}") * (c(f"I{i}") - c(f"fo{i}")) for i in range(m)]

@@ -44,6 +44,15 @@ MAX_ACCOUNT_ID = 1 << 30
 MAX_NONCE = 1 << 30
 
 
+MAX_TIERS = 3
+"""Margin tiers per market the AIR expresses: a check is one row per tier a position
+reaches (the tier-1 row and one excess row per later tier)."""
+TIER_OPEN = 1 << SMALL_BITS
+"""The width of an open tier: past every position (|lots| < 2^20)."""
+MAX_MARGIN_RATE = 1 << (V_BITS - Z_BITS)
+"""Margin per (lot × tick) below 16 quantums, so V = ceil(rate·Z) < 2^44 for Z < 2^40."""
+
+
 def split(value: int, limbs: int) -> list[int]:
     """Little-endian 11-bit limbs of a non-negative integer."""
     return [(value >> (LIMB_BITS * i)) & (LIMB - 1) for i in range(limbs)]
@@ -75,15 +84,31 @@ class MarketConstants:
     quote_unit: int
     maker_fee: tuple[int, int]
     taker_fee: tuple[int, int]
-    initial: tuple[int, int] = (0, 1)
-    """First-tier initial margin per (lot × tick), a reduced fraction: unit·ppm / 10^6."""
-    maintenance: tuple[int, int] = (0, 1)
-    tier_cap: int = 0
-    """Notional up to which the first tier applies (quantums)."""
+    initial: tuple[tuple[int, int], ...] = ((0, 1),) * 3
+    """Initial margin per (lot × tick) for the tier-1 part of a position, then the
+    increase for the parts past each later tier's start: reduced fractions unit·ppm/10^6."""
+    maintenance: tuple[tuple[int, int], ...] = ((0, 1),) * 3
+    widths: tuple[int, ...] = (TIER_OPEN,) * 3
+    """Lots in each tier (the last, open tier: TIER_OPEN, beyond any position)."""
 
     @staticmethod
     def of(market: Market) -> MarketConstants:
         unit = market.step_size * market.tick_size // market.size_scale
+        if len(market.tiers) > MAX_TIERS:
+            raise ValueError(f"market {market.market_id}: more than {MAX_TIERS} margin tiers")
+        initial, maintenance, widths = [], [], []
+        start = previous_i = previous_m = 0
+        for tier in market.tiers:
+            initial.append(_fraction(unit * (tier.initial_ppm - previous_i), PPM))
+            maintenance.append(_fraction(unit * (tier.maintenance_ppm - previous_m), PPM))
+            previous_i, previous_m = tier.initial_ppm, tier.maintenance_ppm
+            if tier.up_to is None:
+                widths.append(TIER_OPEN)
+                break
+            end = min(tier.up_to // market.step_size, TIER_OPEN)
+            widths.append(end - start)
+            start = end
+        pad = MAX_TIERS - len(market.tiers)
         return MarketConstants(
             market.market_id,
             market.step_size,
@@ -91,9 +116,9 @@ class MarketConstants:
             unit,
             _fraction(unit * market.maker_fee_ppm, PPM),
             _fraction(unit * market.taker_fee_ppm, PPM),
-            _fraction(unit * market.tiers[0].initial_ppm, PPM),
-            _fraction(unit * market.tiers[0].maintenance_ppm, PPM),
-            market.tiers[0].up_to if market.tiers[0].up_to is not None else 1 << 127,
+            (*initial, *((0, 1),) * pad),
+            (*maintenance, *((0, 1),) * pad),
+            (*widths, *(TIER_OPEN,) * pad),
         )
 
     def encode(self) -> bytes:
@@ -104,9 +129,9 @@ class MarketConstants:
             self.quote_unit,
             *self.maker_fee,
             *self.taker_fee,
-            *self.initial,
-            *self.maintenance,
-            self.tier_cap,
+            *(x for f in self.initial for x in f),
+            *(x for f in self.maintenance for x in f),
+            *self.widths,
         )
         return b"".join(p.to_bytes(16, "big") for p in parts)
 
@@ -122,11 +147,14 @@ def market_constants(markets: MarketSet) -> tuple[MarketConstants, ...]:
     for c in out:
         if not 0 < c.quote_unit < MAX_QUOTE_UNIT:
             raise ValueError(f"market {c.market_id}: step·tick/scale must be in [1, 2^8)")
-        for a, b in (c.maker_fee, c.taker_fee, c.initial, c.maintenance):
+        for a, b in (c.maker_fee, c.taker_fee, *c.initial, *c.maintenance):
             if a > MAX_FRACTION or b > MAX_FRACTION:
                 raise ValueError(f"market {c.market_id}: reduced fee fraction {a}/{b} too large")
-        if (c.quote_unit << MARGIN_Z_BITS) > c.tier_cap:
-            raise ValueError(f"market {c.market_id}: first margin tier below 2^33 quote units")
+        for a, b in (*c.initial, *c.maintenance):
+            if a >= MAX_MARGIN_RATE * b:
+                raise ValueError(
+                    f"market {c.market_id}: margin {a}/{b} per lot-tick: V would pass 2^44"
+                )
     return out
 
 
@@ -145,12 +173,6 @@ and k_tick is a memory operation; a k_mg row is one when it starts its chain (`m
 MAX_TRACE = 1 << 20
 """Batch traces have at most 2^20 rows: the fee accumulator's limb sums stay below p."""
 
-MARGIN_Z_BITS = 33
-"""On margin rows |lots|·ticks < 2^33; every market must keep 2^33 quote units inside its
-first margin tier, so that the first tier's fractions are the ones in force."""
-MARGIN_Z3 = 1 << (Z_BITS - MARGIN_Z_BITS)
-"""z3 on margin rows: Z + 2^40 = z0 + 2^11·z1 + 2^22·z2 + 2^33·128 means 0 <= Z < 2^33."""
-
 
 class Columns:
     """Column indices by name for a given number of markets."""
@@ -167,6 +189,7 @@ class Columns:
         names += ["v0", "v1", "v2", "v3", "wc0", "wc1", "wf0", "wf1", "wf2"]
         names += ["dseq", "wseq", "fseq", "tab", "mult"]
         names += ["mi", "pr", "pw", "q", "mst", "trd", "rho", "xseq"]
+        names += ["t2", "t3", "hx", "lb", "s0", "s1"]
         names += [f"fq{i}" for i in range(4)] + [f"fc{i}" for i in range(3)]
         names += [f"cov{i}" for i in range(m)] + [f"T{i}" for i in range(m)]
         self.names = tuple(names)

@@ -35,7 +35,6 @@ from perpnet.stark.batch_layout import (
     KINDS,
     LIMB,
     LIMB_BITS,
-    MARGIN_Z_BITS,
     MAX_ACCOUNT_ID,
     MAX_NONCE,
     MAX_TRACE,
@@ -223,7 +222,8 @@ class _Rows:
 
     def margin(self, acct: int, led: Ledger, initial: bool, traded: tuple[int, int] | None) -> None:
         """The chain of k_mg rows checking `led` (the account's state right now): one row
-        per held market (the traded one first after a reducing trade), at least one row."""
+        per held market (the traded one first after a reducing trade) and one more per
+        later margin tier the position reaches, at least one row."""
         markets = [i for i in range(self.m) if led.lots[i]]
         if traded is not None and not initial:
             markets = [traded[0]] + [i for i in markets if i != traded[0]]
@@ -231,26 +231,33 @@ class _Rows:
             markets = [0]
         acc = led.collateral
         cov = [0] * self.m
+        rows: list[tuple[int, int, int, int]] = []  # (market, tier, X, side)
         for j, i in enumerate(markets):
-            c = self.consts[i]
-            lots, ticks = led.lots[i], self.prices[i]
+            lots = led.lots[i]
             trd = 1 if j == 0 and traded is not None and not initial else 0
             sign = -traded[1] if trd and traded is not None else (1 if lots >= 0 else -1)
             x = sign * lots
             if x < 0:
                 raise StarkProverError("internal error: margin row sign")
+            rows.append((i, 0, x, sign))
+            for tier in (1, 2):
+                x -= self.consts[i].widths[tier - 1]
+                if x <= 0:
+                    break
+                rows.append((i, tier, x, sign))
+        for j, (i, tier, x, sign) in enumerate(rows):
+            c = self.consts[i]
+            ticks = self.prices[i]
             z = x * ticks
-            if not 0 <= z < 1 << MARGIN_Z_BITS:
-                raise StarkProverError(
-                    f"account {acct}: position of {x} lots at {ticks} ticks is beyond the AIR's "
-                    "first-tier margin bound (|lots|·ticks < 2^33)"
-                )
-            fa, fb = c.initial if initial else c.maintenance
+            fa, fb = (c.initial if initial else c.maintenance)[tier]
             req = -(-z * fa // fb)
-            cov[i] = 1
+            width = c.widths[tier]
+            hx = int(x > width)
+            if tier == 0:
+                cov[i] = 1
             before = led.copy()
             before.collateral = acc
-            acc = acc + sign * c.quote_unit * z - req
+            acc = acc + (sign * c.quote_unit * z if tier == 0 else 0) - req
             if not -(1 << C_BITS) < acc < 1 << C_BITS:
                 raise StarkProverError(f"account {acct}: margin sum beyond the AIR's ±2^49")
             row = self._base()
@@ -264,13 +271,17 @@ class _Rows:
                 row["mst"] = 1
             self._ledger(row, before, acc)
             row[f"e{i}"] = 1
-            row["a0"], row["a1"] = small_limbs(lots)
+            row["a0"], row["a1"] = small_limbs(led.lots[i])
             row["mi"] = int(initial)
-            row["trd"] = trd
-            row["q"] = int(j == len(markets) - 1)
+            row["trd"] = int(j == 0 and traded is not None and not initial)
+            row["q"] = int(j == len(rows) - 1)
             for k in range(self.m):
                 row[f"cov{k}"] = cov[k]
-            row.update(sig=sign, sq=sign * c.quote_unit, fa=fa, fb=fb, rem=fb * req - fa * z)
+            slack = 0 if hx else width - x
+            row.update(t2=int(tier == 1), t3=int(tier == 2), hx=hx, lb=width)
+            row.update(s0=slack & (LIMB - 1), s1=slack >> LIMB_BITS)
+            sq = sign * c.quote_unit if tier == 0 else 0
+            row.update(sig=sign, sq=sq, fa=fa, fb=fb, rem=fb * req - fa * z)
             row.update(_X=x, _Y=ticks, _V=req)
             self._fill(row)
             self.rows.append(row)
