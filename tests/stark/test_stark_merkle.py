@@ -14,6 +14,7 @@ from perpnet.stark.merkle import (
     commit_columns,
     leaf_bytes,
     open_columns,
+    open_rows,
     verify_multiproof,
 )
 
@@ -80,3 +81,15 @@ def test_column_commitment_groups_fold_cosets() -> None:
     assert opened.shape == (2, 4, 3)
     assert opened[0, :, 0].tolist() == [1, 5, 9, 13]
     verify_multiproof(tree.root, 2, [1, 2], leaf_bytes(opened), tree.open([1, 2]))
+
+
+def test_row_commitment_has_one_row_per_leaf() -> None:
+    cols = np.arange(3 * 16, dtype=np.uint64).reshape(3, 16)
+    tree = commit_columns(cols, 1)
+    assert tree.depth == 4
+    opened = open_rows(cols, [2, 7])
+    assert opened.tolist() == [[2, 18, 34], [7, 23, 39]]
+    assert leaf_bytes(opened)[0] == np.array([2, 18, 34], dtype="<u4").tobytes()
+    verify_multiproof(tree.root, 4, [2, 7], leaf_bytes(opened), tree.open([2, 7]))
+    with pytest.raises(StarkVerificationError):
+        verify_multiproof(tree.root, 4, [2, 6], leaf_bytes(opened), tree.open([2, 7]))

@@ -21,11 +21,13 @@ from perpnet.stark import (
     StarkError,
     StarkProverError,
     StarkVerificationError,
+    fri,
+    protocol,
     prove,
     verify,
 )
 from perpnet.stark.examples import FibonacciAir, RegisterPermutationAir
-from perpnet.stark.field import P
+from perpnet.stark.field import P64, P
 
 FAST = ProofParams(num_queries=20, grinding_bits=4)
 
@@ -132,6 +134,37 @@ def test_permutation_binding() -> None:
         verify(air, prove(air, bad, FAST, strict=False), FAST)
 
 
+def test_deep_layer_bound_to_the_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FRI layer 0 is committed separately from the trace: a prover that commits a
+    different low-degree function there (D + 1 passes FRI) is caught at the queries."""
+    air, trace = fib(64)
+
+    def shifted(*args: np.ndarray | None) -> np.ndarray:
+        d = protocol.deep_values(*args)  # type: ignore[arg-type]
+        d[0] = (d[0] + 1) % P64
+        return d
+
+    monkeypatch.setattr("perpnet.stark.prover.deep_values", shifted)
+    proof = prove(air, trace, FAST)
+    with pytest.raises(StarkVerificationError, match="layer 0: the DEEP composition"):
+        verify(air, proof, FAST)
+
+
+def test_openings_are_single_rows() -> None:
+    """Version 2: each query opens one row of each trace tree and one leaf of every
+    FRI layer, layer 0 (the DEEP composition) included."""
+    air, _, proof = perm_proof()
+    p = Proof.decode(proof)
+    kq = p.main_open.values.shape[0]  # distinct queried positions
+    assert 1 <= kq <= FAST.num_queries
+    assert p.main_open.values.shape == (kq, air.width)
+    assert p.aux_open is not None and p.aux_open.values.shape == (kq, 4 * air.aux_width)
+    assert p.comp_open.values.shape == (kq, 4)  # degree 2: one chunk
+    rounds = fri.num_folds(p.log_trace_length, FAST)
+    assert len(p.fri_roots) == len(p.fri_open) == rounds
+    assert p.fri_open[0].values.shape[1:] == (FAST.folding_factor, 4)
+
+
 def test_params_mismatch_rejected() -> None:
     air, trace = fib(64)
     weak = ProofParams(num_queries=2, grinding_bits=0)
@@ -184,6 +217,7 @@ def test_malformed_encodings() -> None:
         proof + b"\0": "trailing",
         b"XXSTARK" + proof[7:]: "bad magic",
         proof[:7] + b"\x09" + proof[8:]: "version",
+        proof[:7] + b"\x01" + proof[8:]: "unsupported proof version 1",
         proof[:20]: "truncated",
     }
     for data, msg in cases.items():
@@ -198,6 +232,17 @@ def test_malformed_encodings() -> None:
         Proof.decode(bytes(bad))
     with pytest.raises(ProofFormatError):
         Proof.decode("not bytes")  # type: ignore[arg-type]
+    # a trace opening of rank 3 (version 1's (leaves, group, columns))
+    at = _main_opening_offset(p)
+    assert proof[at] == 2
+    with pytest.raises(ProofFormatError, match="main opening: expected 2 dimensions"):
+        Proof.decode(proof[:at] + b"\x03" + proof[at + 1 :])
+
+
+def _main_opening_offset(p: Proof) -> int:
+    """Where the main opening starts (proof.py's layout): header, roots, tensors, nonce."""
+    roots = 32 * (2 + (p.aux_root is not None) + len(p.fri_roots))
+    return 7 + 1 + 5 + 1 + 1 + roots + (9 + 4 * p.ood.size) + 1 + (9 + 4 * p.final_poly.size) + 8
 
 
 def test_bad_inputs_to_prover() -> None:

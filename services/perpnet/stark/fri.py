@@ -3,11 +3,13 @@
 A layer is the evaluation of a polynomial f on a coset s·<w_M> in natural order.
 Folding by r with challenge β maps f(x) = Σ_k x^k f_k(x^r) to Σ_k β^k f_k(y) on
 s^r·<w_M^r>: position j of the next layer comes from positions j + m·M/r of this
-one, which is why every commitment groups exactly those r values in one leaf.
+one, which is why every layer's commitment groups exactly those r values in one leaf.
 
-The first layer (the DEEP composition) is never committed: the verifier computes
-its values from the trace and composition openings. Layers 1..L-1 are committed,
-and the last fold's result is sent as a polynomial in the clear.
+Every layer 0..L-1 is committed, layer 0 being the DEEP composition itself; each
+root is absorbed before that round's β is drawn. The last fold's result is sent as
+a polynomial in the clear. A query is a position in layer 0; the verifier checks
+the opened layer-0 value against the DEEP value it computes from the trace rows at
+that position (verifier.py), then follows the position down the layers.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def fold(cosets: Arr, xinv: Arr, beta: Arr) -> Arr:
 @dataclass(slots=True)
 class FriCommitment:
     layers: list[tuple[Arr, MerkleTree]]
-    """Committed layers 1..L-1: values (4, M_l) and their tree."""
+    """Committed layers 0..L-1: values (4, M_l) and their tree."""
     final_poly: Arr
-    """(4, final_size) coefficients of the last layer, lowest degree first."""
+    """(4, final_size) coefficients of the last fold, lowest degree first."""
 
 
 def commit(
@@ -88,16 +90,15 @@ def commit(
     cur = values
     sh = shift
     layers: list[tuple[Arr, MerkleTree]] = []
-    for layer in range(rounds):
+    for _ in range(rounds):
+        tree = commit_columns(cur, r)
+        transcript.absorb(tree.root)
+        layers.append((cur, tree))
         beta = transcript.challenge_ext()
         m = cur.shape[1]
         xinv = _domain_inverses(sh, m, m // r)
         cur = fold(cur.reshape(4, r, m // r), xinv, beta)
         sh = pow(sh, r, P)
-        if layer < rounds - 1:
-            tree = commit_columns(cur, r)
-            transcript.absorb(tree.root)
-            layers.append((cur, tree))
     coeffs = interpolate_coset(cur, sh)
     size = final_size(log_degree, params)
     if strict and np.any(coeffs[:, size:]):
@@ -137,7 +138,7 @@ class FriLayerOpening:
 
 
 def open_layers(fc: FriCommitment, queries: Sequence[int], r: int) -> list[FriLayerOpening]:
-    """Openings of every committed layer for sorted distinct layer-1 positions."""
+    """Openings of every layer for sorted distinct layer-0 positions."""
     out = []
     positions = list(queries)
     for values, tree in fc.layers:
@@ -150,7 +151,7 @@ def open_layers(fc: FriCommitment, queries: Sequence[int], r: int) -> list[FriLa
 
 
 def verify(
-    first_cosets: Arr,
+    values: Arr,
     queries: Sequence[int],
     domain_size: int,
     shift: int,
@@ -160,15 +161,14 @@ def verify(
     final_poly: Arr,
     r: int,
 ) -> None:
-    """Check the query phase. first_cosets (4, r, k) are layer-0 values at the sorted
-    distinct layer-1 positions `queries`; raises StarkVerificationError on mismatch."""
+    """Check the query phase. values (4, k) are the layer-0 values the verifier derived
+    itself at the sorted distinct positions `queries` of the domain shift·<w_N>; each
+    must equal the committed layer-0 value there. Raises StarkVerificationError."""
     m = domain_size
     sh = shift
     positions = list(queries)
-    vals = fold(first_cosets, _point_inverses(sh, m, positions), betas[0])
-    m //= r
-    sh = pow(sh, r, P)
-    for layer, (root, opening) in enumerate(zip(roots, openings, strict=True), start=1):
+    vals = values
+    for layer, (root, opening, beta) in enumerate(zip(roots, openings, betas, strict=True)):
         half = m // r
         leaves = sorted({p % half for p in positions})
         if opening.values.shape != (len(leaves), r, 4):
@@ -187,10 +187,11 @@ def verify(
         opened = opening.values[rows]  # (q, r, 4)
         claimed = opened[np.arange(len(positions)), slots].T  # (4, q)
         if not np.array_equal(claimed, vals):
-            raise StarkVerificationError(f"FRI layer {layer}: folding is inconsistent")
+            what = "the DEEP composition" if layer == 0 else "folding"
+            raise StarkVerificationError(f"FRI layer {layer}: {what} is inconsistent")
         positions = [p % half for p in positions]
-        vals = fold(opened.transpose(2, 1, 0), _point_inverses(sh, m, positions), betas[layer])
-        m //= r
+        vals = fold(opened.transpose(2, 1, 0), _point_inverses(sh, m, positions), beta)
+        m = half
         sh = pow(sh, r, P)
     root_m = ff.two_adic_root(m.bit_length() - 1)
     xs = np.array([sh * pow(root_m, p, P) % P for p in positions], dtype=np.uint64)

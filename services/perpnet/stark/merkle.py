@@ -140,8 +140,9 @@ def verify_multiproof(
 def commit_columns(cols: Arr, group: int) -> MerkleTree:
     """Commit to a (c, m) column matrix; leaf j holds rows j + k·m/group, k < group.
 
-    Grouping the rows that one FRI fold combines into one leaf means a query opens
-    a single leaf per commitment.
+    FRI layers use group = folding factor: the values one fold combines share a leaf,
+    so a query opens a single leaf per layer. Trace commitments use group = 1 (one row
+    per leaf), so a query opens exactly the row it needs.
     """
     c, m = cols.shape
     rows = cols.reshape(c, group, m // group).transpose(2, 1, 0)
@@ -156,8 +157,13 @@ def open_columns(cols: Arr, group: int, indices: Sequence[int]) -> Arr:
     return np.ascontiguousarray(cols.reshape(c, group, m // group)[:, :, idx].transpose(2, 1, 0))
 
 
+def open_rows(cols: Arr, indices: Sequence[int]) -> Arr:
+    """Rows `indices` of a (c, m) matrix committed with group 1, as (k, c)."""
+    return np.ascontiguousarray(cols[:, np.asarray(indices, dtype=np.int64)].T)
+
+
 def leaf_bytes(rows: Arr) -> list[bytes]:
-    """Canonical leaf bytes of opened (k, group, c) values."""
+    """Canonical leaf bytes of opened values: one leaf per entry of the first axis."""
     buf = np.ascontiguousarray(rows, dtype="<u4").tobytes()
     size = len(buf) // rows.shape[0] if rows.shape[0] else 0
     return [buf[i : i + size] for i in range(0, len(buf), size)] if size else []

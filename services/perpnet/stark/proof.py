@@ -1,20 +1,28 @@
 """The proof object and its versioned, canonical binary encoding.
 
-Layout (integers big-endian, field elements 4-byte little-endian and < p):
+Version 2 layout (integers big-endian, field elements 4-byte little-endian and < p):
 
-    magic "PNSTARK" | version u8 | params (5 bytes) | log2 trace length u8
+    magic "PNSTARK" | version u8 (2) | params (5 bytes) | log2 trace length u8
     main root 32 | flags u8 (bit 0: auxiliary trace) | [aux root 32] | composition root 32
     ood values: tensor (count, 4)
-    FRI: layer count u8 | roots 32 each | final polynomial tensor (size, 4)
+    FRI: layer count u8 (L) | roots 32 each, layer 0 (the DEEP composition) first
+         | final polynomial tensor (size, 4)
     proof-of-work nonce u64
-    openings: main | [aux] | composition | FRI layer count u8 | each FRI layer
-      an opening = values tensor (leaves, group, columns) | node count u32 | nodes 32 each
+    openings: main | [aux] | composition   each: values tensor (queries, columns) | nodes
+              FRI layer count u8 (L) | each FRI layer: values tensor (leaves, r, 4) | nodes
+      nodes = node count u32 | nodes 32 each (the multiproof of those leaves)
     a tensor = ndim u8 | dims u32 each | elements
+
+A query is a position of the LDE domain. Trace and composition trees have one LDE
+row per leaf, so their openings hold exactly the distinct queried rows (sorted);
+a FRI layer's leaf holds the r values one fold combines. (Version 1 opened r rows
+per trace leaf and did not commit layer 0.)
 
 Every length is explicit, so decoding needs no AIR; the verifier then checks each
 shape against what the AIR and parameters imply. Any deviation -- wrong magic or
 version, truncation, trailing bytes, an element >= p, a flag bit that is not
-defined -- raises ProofFormatError naming the field and byte offset.
+defined, a tensor of the wrong rank -- raises ProofFormatError naming the field and
+byte offset.
 """
 
 from __future__ import annotations
@@ -29,14 +37,14 @@ from perpnet.stark.fri import FriLayerOpening
 from perpnet.stark.params import ProofParams
 
 MAGIC = b"PNSTARK"
-VERSION = 1
+VERSION = 2
 MAX_TENSOR_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
 class Opening:
     values: Arr
-    """(leaves, group, columns) base elements, leaves sorted by index."""
+    """(queries, columns) base elements: the queried rows, sorted by position."""
     nodes: list[bytes]
 
 
@@ -50,6 +58,7 @@ class Proof:
     ood: Arr
     """(count, 4): main at z, main at z·g, aux at z, aux at z·g, composition chunks at z."""
     fri_roots: list[bytes]
+    """Roots of FRI layers 0..L-1; layer 0 is the DEEP composition."""
     final_poly: Arr
     """(size, 4) coefficients, lowest degree first."""
     pow_nonce: int
@@ -79,7 +88,7 @@ class Proof:
             _put_opening(out, self.aux_open.values, self.aux_open.nodes)
         _put_opening(out, self.comp_open.values, self.comp_open.nodes)
         out.append(len(self.fri_open))
-        for layer in self.fri_open:
+        for layer in self.fri_open:  # values (leaves, r, 4)
             _put_opening(out, layer.values, layer.nodes)
         return bytes(out)
 
@@ -108,13 +117,13 @@ class Proof:
         fri_roots = [r.take(32, "FRI root") for _ in range(n_fri)]
         final_poly = r.tensor("final polynomial", 2)
         nonce = int.from_bytes(r.take(8, "nonce"), "big")
-        main_open = r.opening("main opening")
-        aux_open = r.opening("aux opening") if flags else None
-        comp_open = r.opening("composition opening")
+        main_open = r.opening("main opening", 2)
+        aux_open = r.opening("aux opening", 2) if flags else None
+        comp_open = r.opening("composition opening", 2)
         n_open = r.u8("FRI opening count")
         fri_open = []
         for i in range(n_open):
-            o = r.opening(f"FRI layer {i + 1} opening")
+            o = r.opening(f"FRI layer {i} opening", 3)
             fri_open.append(FriLayerOpening(o.values, o.nodes))
         if r.pos != len(data):
             raise ProofFormatError(f"{len(data) - r.pos} trailing bytes after the proof")
@@ -187,10 +196,13 @@ class _Reader:
             raise ProofFormatError(f"{what}: element not reduced modulo p (offset {start})")
         return arr.astype(np.uint64).reshape(dims)
 
-    def opening(self, what: str) -> Opening:
-        values = self.tensor(what, 3)
+    def opening(self, what: str, ndim: int) -> Opening:
+        values = self.tensor(what, ndim)
         count = int.from_bytes(self.take(4, f"{what} node count"), "big")
         if 32 * count > len(self.data) - self.pos:
-            raise ProofFormatError(f"{what}: {count} nodes exceed the remaining bytes")
+            raise ProofFormatError(
+                f"truncated proof: {what} claims {count} nodes at offset {self.pos}, "
+                f"only {len(self.data) - self.pos} bytes left"
+            )
         raw = self.take(32 * count, f"{what} nodes")
         return Opening(values, [raw[i : i + 32] for i in range(0, len(raw), 32)])

@@ -38,7 +38,7 @@ class Layout:
     num_chunks: int
     """Composition polynomial pieces of degree < n: max(1, degree - 1)."""
     group: int
-    """FRI folding factor = rows per Merkle leaf."""
+    """FRI folding factor = values per FRI-layer Merkle leaf (trace leaves hold one row)."""
 
     @staticmethod
     def of(air: Air, params: ProofParams) -> Layout:
@@ -60,10 +60,6 @@ class Layout:
             num_chunks=max(1, d - 1),
             group=params.folding_factor,
         )
-
-    @property
-    def num_leaves(self) -> int:
-        return self.lde_size // self.group
 
 
 def start_transcript(air: Air, params: ProofParams) -> Transcript:
@@ -183,7 +179,39 @@ def ood_combinations(ood: Arr, gp: Arr, w: int, a: int, k: int) -> tuple[Arr, Ar
     return g_zg, f_z
 
 
-def inv_x_minus(x: Arr, z: Arr) -> Arr:
+def _component_weights(weights: Arr) -> Arr:
+    """(4, 4c) base-column weights for c extension columns stored as 4 base columns
+    each (component e of column i at 4i + e): weight_i · X^e."""
+    basis = np.eye(4, dtype=np.uint64)[:, None, :]  # X^e in column e
+    return np.ascontiguousarray(ff.ext_mul(weights[:, :, None], basis).reshape(4, -1))
+
+
+def deep_values(
+    x: Arr, main: Arr, aux: Arr | None, comp: Arr, ood: Arr, gamma: Arr, z: Arr, zg: Arr
+) -> Arr:
+    """The DEEP composition D(x) = (F(x) - F(z))/(x - z) + (G(x) - G(zg))/(x - zg), (4, m),
+    at base points x (m,) from the base columns there: main (w, m), aux (4a, m) or None,
+    composition chunks (4k, m).
+
+    The prover calls it on the whole LDE domain, the verifier on the queried points.
+    G = Σ γ^j·column_j over main then aux columns, F = G + Σ γ^(w+a+c)·chunk_c; every
+    sum is one exact matrix product over base columns.
+    """
+    w, k = main.shape[0], comp.shape[0] // 4
+    a = 0 if aux is None else aux.shape[0] // 4
+    gp = ff.ext_powers(gamma, w + a + k)
+    g_x = ff.lincomb(np.ascontiguousarray(gp[:, :w]), main)
+    if aux is not None:
+        g_x = ff.ext_add(g_x, ff.lincomb(_component_weights(gp[:, w : w + a]), aux))
+    f_x = ff.ext_add(g_x, ff.lincomb(_component_weights(gp[:, w + a :]), comp))
+    g_zg, f_z = ood_combinations(ood, gp, w, a, k)
+    return ff.ext_add(
+        ff.ext_mul(ff.ext_sub(f_x, f_z), _inv_x_minus(x, z)),
+        ff.ext_mul(ff.ext_sub(g_x, g_zg), _inv_x_minus(x, zg)),
+    )
+
+
+def _inv_x_minus(x: Arr, z: Arr) -> Arr:
     d = np.empty((4, x.shape[0]), dtype=np.uint64)
     d[0] = (x + (P64 - z[0, 0])) % P64
     d[1:] = ((P64 - z[1:, :]) % P64) * np.ones_like(x)[None, :]

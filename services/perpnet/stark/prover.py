@@ -17,7 +17,7 @@ from perpnet.stark import fri
 from perpnet.stark.air import FE, Air, eval_transitions
 from perpnet.stark.errors import ParameterError, StarkProverError
 from perpnet.stark.field import P64, Arr, P
-from perpnet.stark.merkle import MerkleTree, commit_columns, open_columns
+from perpnet.stark.merkle import MerkleTree, commit_columns, open_rows
 from perpnet.stark.ntt import evaluate_coset, interpolate_coset, intt
 from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
 from perpnet.stark.proof import Opening, Proof
@@ -26,9 +26,8 @@ from perpnet.stark.protocol import (
     Layout,
     boundary_value,
     check_boundaries,
+    deep_values,
     draw_ood_point,
-    inv_x_minus,
-    ood_combinations,
     recombine,
     start_transcript,
 )
@@ -82,7 +81,7 @@ def prove_proof(
     main_coeffs = intt(main)
     main_lde = evaluate_coset(main_coeffs, big_n, SHIFT)
     clock.lap("trace_lde")
-    main_tree = commit_columns(main_lde, r)
+    main_tree = commit_columns(main_lde, 1)
     t.absorb(main_tree.root)
     clock.lap("merkle_commit")
 
@@ -100,18 +99,23 @@ def prove_proof(
         aux_coeffs = intt(flat)
         aux_lde = evaluate_coset(aux_coeffs, big_n, SHIFT)
         clock.lap("trace_lde")
-        aux_tree = commit_columns(aux_lde, r)
+        aux_tree = commit_columns(aux_lde, 1)
         t.absorb(aux_tree.root)
         clock.lap("merkle_commit")
-    if strict:
-        check_trace(air, main, aux_trace, challenges)
-        clock.lap("trace_check")
 
     alpha = t.challenge_ext()
-    comp_coeffs = _composition(air, lay, main_lde, aux_lde, challenges, alpha, strict)
+    comp_coeffs, excess = _composition(air, lay, main_lde, aux_lde, challenges, alpha)
+    if strict and excess:
+        # The quotients are polynomials of the expected degree iff every constraint
+        # holds (up to a negligible chance over α), so the trace itself is only
+        # checked, to name the broken constraint, when they are not.
+        check_trace(air, main, aux_trace, challenges)
+        raise StarkProverError(
+            "composition polynomial degree too high: transition_degree is understated"
+        )
     comp_lde = evaluate_coset(comp_coeffs, big_n, SHIFT)
     clock.lap("composition")
-    comp_tree = commit_columns(comp_lde, r)
+    comp_tree = commit_columns(comp_lde, 1)
     t.absorb(comp_tree.root)
     clock.lap("merkle_commit")
 
@@ -130,7 +134,9 @@ def prove_proof(
     ood = np.ascontiguousarray(np.concatenate(ood_rows, axis=0))
     t.absorb_felts(ood)
     gamma = t.challenge_ext()
-    deep = _deep(air, lay, main_lde, aux_lde, comp_lde, ood, z, zg, gamma)
+    root = ff.two_adic_root(lay.log_n + params.log_blowup)
+    x = ff.powers(root, big_n) * np.uint64(SHIFT) % P64
+    deep = deep_values(x, main_lde, aux_lde, comp_lde, ood, gamma, z, zg)
     clock.lap("deep")
 
     fc = fri.commit(deep, SHIFT, lay.log_n, params, t, strict=strict)
@@ -139,7 +145,7 @@ def prove_proof(
     t.absorb(nonce.to_bytes(8, "big"))
     clock.lap("grinding")
 
-    queries = sorted(set(t.challenge_indices(params.num_queries, lay.num_leaves)))
+    queries = sorted(set(t.challenge_indices(params.num_queries, big_n)))
     proof = Proof(
         params=params,
         log_trace_length=lay.log_n,
@@ -150,11 +156,11 @@ def prove_proof(
         fri_roots=[tree.root for _, tree in fc.layers],
         final_poly=np.ascontiguousarray(fc.final_poly.T),
         pow_nonce=nonce,
-        main_open=Opening(open_columns(main_lde, r, queries), main_tree.open(queries)),
+        main_open=Opening(open_rows(main_lde, queries), main_tree.open(queries)),
         aux_open=None
         if aux_tree is None or aux_lde is None
-        else Opening(open_columns(aux_lde, r, queries), aux_tree.open(queries)),
-        comp_open=Opening(open_columns(comp_lde, r, queries), comp_tree.open(queries)),
+        else Opening(open_rows(aux_lde, queries), aux_tree.open(queries)),
+        comp_open=Opening(open_rows(comp_lde, queries), comp_tree.open(queries)),
         fri_open=fri.open_layers(fc, queries, r),
     )
     clock.lap("queries")
@@ -220,9 +226,10 @@ def _composition(
     aux_lde: Arr | None,
     challenges: Sequence[FE],
     alpha: Arr,
-    strict: bool,
-) -> Arr:
-    """Coefficients (4·chunks, n) of the composition polynomial's chunks."""
+) -> tuple[Arr, bool]:
+    """Coefficients (4·chunks, n) of the composition polynomial's chunks, truncated,
+    and whether the truncation dropped anything (some quotient is not a polynomial
+    of degree < chunks·n)."""
     n, ce = lay.n, lay.ce_blowup
     m = ce * n
     stride = lay.lde_size // m
@@ -281,44 +288,6 @@ def _composition(
 
     coeffs = interpolate_coset(total, SHIFT)  # (4, m)
     k = lay.num_chunks
-    if strict and np.any(coeffs[:, k * n :]):
-        raise StarkProverError(
-            "composition polynomial degree too high: the trace breaks a constraint "
-            "or transition_degree is understated"
-        )
+    excess = bool(np.any(coeffs[:, k * n :]))
     chunks = coeffs[:, : k * n].reshape(4, k, n).transpose(1, 0, 2).reshape(4 * k, n)
-    return np.ascontiguousarray(chunks)
-
-
-def _deep(
-    air: Air,
-    lay: Layout,
-    main_lde: Arr,
-    aux_lde: Arr | None,
-    comp_lde: Arr,
-    ood: Arr,
-    z: Arr,
-    zg: Arr,
-    gamma: Arr,
-) -> Arr:
-    """DEEP composition (F(x) - F(z))/(x - z) + (G(x) - G(zg))/(x - zg) on the LDE."""
-    w, a, k = air.width, air.aux_width, lay.num_chunks
-    gp = ff.ext_powers(gamma, w + a + k)
-    g_x = ff.lincomb(np.ascontiguousarray(gp[:, :w]), main_lde)
-    if aux_lde is not None:
-        aux = aux_lde.reshape(a, 4, -1)
-        for i in range(a):
-            g_x = ff.ext_add(g_x, ff.ext_mul(gp[:, w + i : w + i + 1], aux[i]))
-    comp = comp_lde.reshape(k, 4, -1)
-    f_x = g_x
-    for c in range(k):
-        f_x = ff.ext_add(f_x, ff.ext_mul(gp[:, w + a + c : w + a + c + 1], comp[c]))
-    g_zg, f_z = ood_combinations(ood, gp, w, a, k)
-    x = ff.powers(
-        ff.two_adic_root(lay.log_n + (lay.lde_size // lay.n).bit_length() - 1), lay.lde_size
-    )
-    x = x * np.uint64(SHIFT) % P64
-    return ff.ext_add(
-        ff.ext_mul(ff.ext_sub(f_x, f_z), inv_x_minus(x, z)),
-        ff.ext_mul(ff.ext_sub(g_x, g_zg), inv_x_minus(x, zg)),
-    )
+    return np.ascontiguousarray(chunks), excess

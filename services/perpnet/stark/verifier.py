@@ -22,9 +22,8 @@ from perpnet.stark.protocol import (
     SHIFT,
     Layout,
     composition_at,
+    deep_values,
     draw_ood_point,
-    inv_x_minus,
-    ood_combinations,
     start_transcript,
 )
 
@@ -51,8 +50,8 @@ def verify(air: Air, proof: bytes | Proof, params: ProofParams = DEFAULT_PARAMS)
     if p.ood.shape != (2 * w + 2 * a + k, 4):
         raise StarkVerificationError(f"expected {2 * w + 2 * a + k} out-of-domain values")
     rounds = fri.num_folds(lay.log_n, params)
-    if len(p.fri_roots) != rounds - 1 or len(p.fri_open) != rounds - 1:
-        raise StarkVerificationError(f"expected {rounds - 1} FRI layers")
+    if len(p.fri_roots) != rounds or len(p.fri_open) != rounds:
+        raise StarkVerificationError(f"expected {rounds} FRI layers")
     if p.final_poly.shape != (fri.final_size(lay.log_n, params), 4):
         raise StarkVerificationError("final FRI polynomial has the wrong size")
 
@@ -68,15 +67,14 @@ def verify(air: Air, proof: bytes | Proof, params: ProofParams = DEFAULT_PARAMS)
     t.absorb_felts(p.ood)
     gamma = t.challenge_ext()
     betas = []
-    for i in range(rounds):
+    for root in p.fri_roots:
+        t.absorb(root)
         betas.append(t.challenge_ext())
-        if i < rounds - 1:
-            t.absorb(p.fri_roots[i])
     t.absorb_felts(p.final_poly)
     if not t.check_grinding(p.pow_nonce, params.grinding_bits):
         raise StarkVerificationError("proof-of-work nonce is invalid")
     t.absorb(p.pow_nonce.to_bytes(8, "big"))
-    queries = sorted(set(t.challenge_indices(params.num_queries, lay.num_leaves)))
+    queries = sorted(set(t.challenge_indices(params.num_queries, big_n)))
 
     # Out-of-domain consistency: constraints at z match the committed composition.
     ood = p.ood
@@ -103,38 +101,30 @@ def verify(air: Air, proof: bytes | Proof, params: ProofParams = DEFAULT_PARAMS)
     if not np.array_equal(lhs, rhs):
         raise StarkVerificationError("out-of-domain check failed: constraints do not hold")
 
-    # Openings of the trace and composition commitments at the queried leaves.
-    depth = lay.num_leaves.bit_length() - 1
-    _check_opening(p.main_open, p.main_root, depth, queries, (r, w), "main trace")
+    # The trace and composition rows at the queried positions (one leaf each).
+    depth = big_n.bit_length() - 1
+    _check_opening(p.main_open, p.main_root, depth, queries, w, "main trace")
     if p.aux_open is not None and p.aux_root is not None:
-        _check_opening(p.aux_open, p.aux_root, depth, queries, (r, 4 * a), "aux trace")
-    _check_opening(p.comp_open, p.comp_root, depth, queries, (r, 4 * k), "composition")
+        _check_opening(p.aux_open, p.aux_root, depth, queries, 4 * a, "aux trace")
+    _check_opening(p.comp_open, p.comp_root, depth, queries, 4 * k, "composition")
 
-    # DEEP composition at the 2·r·q points, computed from the opened rows.
-    kq = len(queries)
-    root = ff.two_adic_root(lay.log_n + params.log_blowup)
-    pos = np.array([[q + m * lay.num_leaves for m in range(r)] for q in queries]).ravel()
-    x = np.array([SHIFT * pow(root, int(i), P) % P for i in pos], dtype=np.uint64)
-    gp = ff.ext_powers(gamma, w + a + k)
-    main_rows = p.main_open.values.reshape(kq * r, w).T  # (w, q·r)
-    g_x = ff.lincomb(np.ascontiguousarray(gp[:, :w]), np.ascontiguousarray(main_rows))
-    if p.aux_open is not None:
-        aux_rows = p.aux_open.values.reshape(kq * r, a, 4)
-        for i in range(a):
-            g_x = ff.ext_add(g_x, ff.ext_mul(gp[:, w + i : w + i + 1], aux_rows[:, i, :].T))
-    comp_rows = p.comp_open.values.reshape(kq * r, k, 4)
-    f_x = g_x
-    for c in range(k):
-        f_x = ff.ext_add(f_x, ff.ext_mul(gp[:, w + a + c : w + a + c + 1], comp_rows[:, c, :].T))
-    g_zg, f_z = ood_combinations(ood, gp, w, a, k)
+    # The DEEP composition at the queried points, computed from those rows; FRI
+    # checks it against the committed layer 0.
+    omega = ff.two_adic_root(lay.log_n + params.log_blowup)
+    x = np.array([SHIFT * pow(omega, q, P) % P for q in queries], dtype=np.uint64)
     zg = ff.ext_mul(z, ff.ext(ff.two_adic_root(lay.log_n)))
-    deep = ff.ext_add(
-        ff.ext_mul(ff.ext_sub(f_x, f_z), inv_x_minus(x, z)),
-        ff.ext_mul(ff.ext_sub(g_x, g_zg), inv_x_minus(x, zg)),
+    deep = deep_values(
+        x,
+        np.ascontiguousarray(p.main_open.values.T),
+        None if p.aux_open is None else np.ascontiguousarray(p.aux_open.values.T),
+        np.ascontiguousarray(p.comp_open.values.T),
+        ood,
+        gamma,
+        z,
+        zg,
     )
-    cosets = deep.reshape(4, kq, r).transpose(0, 2, 1)
     fri.verify(
-        cosets,
+        deep,
         queries,
         big_n,
         SHIFT,
@@ -147,8 +137,8 @@ def verify(air: Air, proof: bytes | Proof, params: ProofParams = DEFAULT_PARAMS)
 
 
 def _check_opening(
-    o: Opening, root: bytes, depth: int, queries: list[int], shape: tuple[int, int], what: str
+    o: Opening, root: bytes, depth: int, queries: list[int], columns: int, what: str
 ) -> None:
-    if o.values.shape != (len(queries), *shape):
+    if o.values.shape != (len(queries), columns):
         raise StarkVerificationError(f"{what} opening has shape {o.values.shape}")
     verify_multiproof(root, depth, queries, leaf_bytes(o.values), o.nodes, what)

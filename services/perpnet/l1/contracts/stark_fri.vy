@@ -3,11 +3,12 @@
 @title perpnet STARK verifier, FRI query phase (fri.verify in perpnet.stark)
 @notice Stateless and AIR-independent: stark_verifier calls it with the proof's FRI
         openings (the tail of the proof bytes, from the FRI opening count), the layer
-        roots, the folding challenges, the final polynomial, the sorted distinct
-        queries and the layer-0 (DEEP composition) values at every queried coset.
-        It checks each committed layer's multiproof, that every opened value equals
-        the fold of the previous layer, that the final polynomial matches the last
-        fold, and that the openings use every byte of the tail. Reverts otherwise.
+        roots (layer 0, the DEEP composition, first), the folding challenges, the final
+        polynomial, the sorted distinct queries (LDE positions) and the DEEP values the
+        verifier computed there. It checks each layer's multiproof, that the opened
+        layer-0 values equal those DEEP values and every later opened value equals the
+        fold of the previous layer, that the final polynomial matches the last fold,
+        and that the openings use every byte of the tail. Reverts otherwise.
 """
 
 import stark_lib as L
@@ -15,7 +16,6 @@ import stark_lib as L
 MAX_FRI: constant(uint256) = L.MAX_PROOF
 MAX_LAYERS: constant(uint256) = 24
 MAX_FINAL: constant(uint256) = 256
-MAX_COSETS: constant(uint256) = L.MAX_QUERIES * 8
 PPPP2: constant(uint256) = 2 * L.PPPP
 
 
@@ -104,18 +104,19 @@ def verify_fri(
     betas: DynArray[uint256, MAX_LAYERS],
     final_poly: DynArray[uint256, MAX_FINAL],
     queries: DynArray[uint256, L.MAX_QUERIES],
-    cosets: DynArray[uint256, MAX_COSETS],
+    values: DynArray[uint256, L.MAX_QUERIES],
 ) -> bool:
     """Reverts unless the FRI query phase accepts. `data` is the whole proof, its FRI
-    openings from byte `start` to the end; `cosets[t·r + m]` is the layer-0 value
-    at x_t·ζ^m for query t (x_t = 31·ω^q_t on the LDE domain of size 2^log_lde)."""
+    openings from byte `start` to the end; `values[t]` is the DEEP composition at
+    x_t = 31·ω^q_t (q_t = queries[t], ω of order 2^log_lde), as the verifier computed
+    it from the trace rows."""
     r: uint256 = 1 << log_r
     kq: uint256 = len(queries)
     n_layers: uint256 = len(roots)
     assert log_r >= 1 and log_r <= 3, "folding factor"
-    assert len(betas) == n_layers + 1, "one folding challenge per round"
-    assert kq > 0 and len(cosets) == kq * r, "one coset per query"
-    assert log_lde >= log_r * (n_layers + 1), "too many FRI layers"
+    assert n_layers >= 1 and len(betas) == n_layers, "one folding challenge per layer"
+    assert kq > 0 and len(values) == kq, "one value per query"
+    assert log_lde >= log_r * n_layers, "too many FRI layers"
     base: uint256 = convert(slice(msg.data, 4, 32), uint256) + 36
     dlen: uint256 = len(data)
 
@@ -130,32 +131,24 @@ def verify_fri(
         zn[j] = unsafe_mul(zn[j - 1], zinv) % L.P
     rinv: uint256 = L.inv(r)
 
-    # Layer 0: the coset of query q has base point x = 31·ω^q; fold it.
+    # Layer 0: query q is the point x = 31·ω^q.
     root_n: uint256 = L.two_adic_root(log_lde)
     root_inv: uint256 = L.inv(root_n)
     shift_inv: uint256 = L.inv(L.GENERATOR)
     positions: DynArray[uint256, L.MAX_QUERIES] = queries
+    vals: DynArray[uint256, L.MAX_QUERIES] = values
     xs: DynArray[uint256, L.MAX_QUERIES] = []
     xis: DynArray[uint256, L.MAX_QUERIES] = []
-    vals: DynArray[uint256, L.MAX_QUERIES] = []
     f: uint256[8] = empty(uint256[8])
-    for t: uint256 in range(kq, bound=L.MAX_QUERIES):
-        q: uint256 = queries[t]
-        x: uint256 = unsafe_mul(L.GENERATOR, L.modexp(root_n, q)) % L.P
-        xi: uint256 = unsafe_mul(shift_inv, L.modexp(root_inv, q)) % L.P
-        for m: uint256 in range(8):
-            if m >= r:
-                break
-            f[m] = cosets[t * r + m]
-        vals.append(self._fold(f, r, xi, betas[0], zn, rinv))
-        xs.append(self._pow_base(x, log_r))
-        xis.append(self._pow_base(xi, log_r))
+    for q: uint256 in queries:
+        xs.append(unsafe_mul(L.GENERATOR, L.modexp(root_n, q)) % L.P)
+        xis.append(unsafe_mul(shift_inv, L.modexp(root_inv, q)) % L.P)
 
-    # Committed layers 1..L-1.
+    # Layers 0..L-1, each committed: check the opened values, fold each opened leaf.
     assert start < dlen, "truncated FRI openings"
     assert self._word(base, dlen, start) >> 248 == n_layers, "FRI opening count"
     pos: uint256 = start + 1
-    log_m: uint256 = log_lde - log_r
+    log_m: uint256 = log_lde
     leaf_size: uint256 = 16 * r
     for layer: uint256 in range(n_layers, bound=MAX_LAYERS):
         log_half: uint256 = log_m - log_r
@@ -195,7 +188,10 @@ def verify_fri(
             slot: uint256 = p >> log_half
             lat: uint256 = vat + row * leaf_size
             claimed: uint256 = self._ext_at(base, dlen, lat + 16 * slot)
-            assert claimed == vals[t], "FRI folding is inconsistent"
+            if layer == 0:
+                assert claimed == vals[t], "FRI layer 0 does not match the DEEP composition"
+            else:
+                assert claimed == vals[t], "FRI folding is inconsistent"
             if new_xs[row] == 0:
                 # the coset base x·ζ^(-slot) and its inverse; fold the opened leaf
                 bx: uint256 = unsafe_mul(xs[t], zn[slot]) % L.P
@@ -204,7 +200,7 @@ def verify_fri(
                     if m >= r:
                         break
                     f[m] = self._ext_at(base, dlen, lat + 16 * m)
-                new_vals[row] = self._fold(f, r, bxi, betas[layer + 1], zn, rinv)
+                new_vals[row] = self._fold(f, r, bxi, betas[layer], zn, rinv)
                 new_xs[row] = self._pow_base(bx, log_r)
                 new_xis[row] = self._pow_base(bxi, log_r)
         positions = leaves

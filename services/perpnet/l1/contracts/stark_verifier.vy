@@ -1,15 +1,16 @@
 #pragma version ~=0.4.3
 """
 @title perpnet STARK verifier: perpnet.stark.verify on chain
-@notice Verifies the canonical proof bytes perpnet.stark produces (proof.py, version 1)
+@notice Verifies the canonical proof bytes perpnet.stark produces (proof.py, version 2)
         for one AIR, whose out-of-domain constraint evaluation is a separate contract
         (IAirEvaluator), with the parameters fixed at deployment. It parses the proof,
         replays the keccak transcript byte for byte (statement header with the public
         input, commitments, challenges, out-of-domain values, FRI roots and final
         polynomial, proof of work, query indices), checks the composition identity at
-        the out-of-domain point with the evaluator's constraints, the trace and
-        composition multiproofs at the queries, computes the DEEP composition there,
-        and hands the FRI query phase to stark_fri. Any failure reverts.
+        the out-of-domain point with the evaluator's constraints, the single-row trace
+        and composition multiproofs at the queried LDE positions, computes the DEEP
+        composition there, and hands it to stark_fri, which checks it against the
+        committed FRI layer 0 and runs the query phase. Any failure reverts.
 """
 
 import stark_lib as L
@@ -26,7 +27,6 @@ MAX_CONSTRAINTS: constant(uint256) = L.MAX_CONSTRAINTS
 MAX_BOUNDARIES: constant(uint256) = L.MAX_BOUNDARIES
 MAX_LAYERS: constant(uint256) = 24
 MAX_FINAL: constant(uint256) = 256
-MAX_COSETS: constant(uint256) = L.MAX_QUERIES * 8
 MAX_LOG_TRACE: constant(uint256) = 21
 # keccak("perpnet.stark.transcript.v1" || "perpnet.stark.v1"): Transcript(b"perpnet.stark.v1")
 TRANSCRIPT_START: constant(bytes32) = keccak256("perpnet.stark.transcript.v1perpnet.stark.v1")
@@ -34,7 +34,7 @@ TRANSCRIPT_START: constant(bytes32) = keccak256("perpnet.stark.transcript.v1perp
 EVEN_LANES: constant(uint256) = 26959946660873538060741835960174461801791452538186943042387869433855
 LANE_OFFSET: constant(uint256) = 14322471660646675656306593745635149180578925623606730618157846757375
 LANE_CARRY: constant(uint256) = 26959946667150639796128516724350533591920057417771119838357381709824
-MAGIC_VERSION: constant(uint256) = 5786654192555936513  # 0x504E535441524B01: "PNSTARK", version 1
+MAGIC_VERSION: constant(uint256) = 5786654192555936514  # 0x504E535441524B02: "PNSTARK", version 2
 
 
 interface IAirEvaluator:
@@ -56,7 +56,7 @@ interface IStarkFri:
         betas: DynArray[uint256, MAX_LAYERS],
         final_poly: DynArray[uint256, MAX_FINAL],
         queries: DynArray[uint256, L.MAX_QUERIES],
-        cosets: DynArray[uint256, MAX_COSETS],
+        values: DynArray[uint256, L.MAX_QUERIES],
     ) -> bool: view
 
 
@@ -66,7 +66,7 @@ struct Layout:
     aux_width: uint256
     num_challenges: uint256
     chunks: uint256
-    log_leaves: uint256
+    log_lde: uint256
     rounds: uint256
     final_size: uint256
 
@@ -155,7 +155,7 @@ def _layout(info: L.AirInfo) -> Layout:
         aux_width=info.aux_width,
         num_challenges=info.num_challenges,
         chunks=chunks,
-        log_leaves=info.log_n + LOG_BLOWUP - LOG_FOLDING,
+        log_lde=info.log_n + LOG_BLOWUP,
         rounds=rounds,
         final_size=1 << log_final,
     )
@@ -257,17 +257,17 @@ def _ood_check(
 
 @internal
 @view
-def _batch_inv(xs: DynArray[uint256, MAX_COSETS]) -> DynArray[uint256, MAX_COSETS]:
+def _batch_inv(xs: DynArray[uint256, L.MAX_QUERIES]) -> DynArray[uint256, L.MAX_QUERIES]:
     """Montgomery's trick: every inverse for one extension inversion."""
     k: uint256 = len(xs)
-    prefix: DynArray[uint256, MAX_COSETS] = []
+    prefix: DynArray[uint256, L.MAX_QUERIES] = []
     acc: uint256 = 1
     for x: uint256 in xs:
         prefix.append(acc)
         acc = L.ext_mul(acc, x)
     inv: uint256 = L.ext_inv(acc)
-    out: DynArray[uint256, MAX_COSETS] = prefix
-    for s: uint256 in range(k, bound=MAX_COSETS):
+    out: DynArray[uint256, L.MAX_QUERIES] = prefix
+    for s: uint256 in range(k, bound=L.MAX_QUERIES):
         i: uint256 = k - 1 - s
         out[i] = L.ext_mul(prefix[i], inv)
         inv = L.ext_mul(inv, xs[i])
@@ -284,7 +284,6 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     w: uint256 = lay.width
     a: uint256 = lay.aux_width
     k: uint256 = lay.chunks
-    r: uint256 = 1 << LOG_FOLDING
     plen: uint256 = len(proof)
     base: uint256 = convert(slice(msg.data, 36, 32), uint256) + 36
 
@@ -309,10 +308,10 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     ood_at: uint256 = pos
     pos += 16 * n_ood
     assert pos + 1 <= plen, "truncated proof"
-    assert self._word(base, plen, pos) >> 248 == lay.rounds - 1, "FRI layer count"
+    assert self._word(base, plen, pos) >> 248 == lay.rounds, "FRI layer count"
     pos += 1
-    roots: DynArray[bytes32, MAX_LAYERS] = []
-    for i: uint256 in range(lay.rounds - 1, bound=MAX_LAYERS):
+    roots: DynArray[bytes32, MAX_LAYERS] = []  # layer 0 (the DEEP composition) first
+    for i: uint256 in range(lay.rounds, bound=MAX_LAYERS):
         assert pos + 32 <= plen, "truncated proof"
         roots.append(convert(self._word(base, plen, pos), bytes32))
         pos += 32
@@ -356,11 +355,10 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     state = keccak256(concat(state, b"\x00", L.calldata_region(base + ood_at, 16 * n_ood)))
     gamma: uint256 = L.ext_challenge(state, 0)
     betas: DynArray[uint256, MAX_LAYERS] = []
-    for i: uint256 in range(lay.rounds, bound=MAX_LAYERS):
-        # the first follows γ without an absorb in between: the transcript's second squeeze
-        betas.append(L.ext_challenge(state, convert(i == 0, uint256)))
-        if i < lay.rounds - 1:
-            state = keccak256(concat(state, b"\x00", roots[i]))
+    for root: bytes32 in roots:
+        # each layer's root, then its folding challenge
+        state = keccak256(concat(state, b"\x00", root))
+        betas.append(L.ext_challenge(state, 0))
     state = keccak256(concat(state, b"\x00", L.calldata_region(base + final_at, 16 * lay.final_size)))
     if GRINDING_BITS == 0:
         assert nonce == 0, "proof-of-work nonce is invalid"
@@ -370,7 +368,7 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
         )
         assert pow_digest >> (256 - GRINDING_BITS) == 0, "proof-of-work nonce is invalid"
     state = keccak256(concat(state, b"\x00", convert(convert(nonce, uint64), bytes8)))
-    queries: DynArray[uint256, L.MAX_QUERIES] = self._queries(state, NUM_QUERIES, lay.log_leaves)
+    queries: DynArray[uint256, L.MAX_QUERIES] = self._queries(state, NUM_QUERIES, lay.log_lde)
     kq: uint256 = len(queries)
 
     # ---- out-of-domain values; the composition identity at z
@@ -388,7 +386,7 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     cons, bounds = staticcall IAirEvaluator(EVALUATOR).evaluate(public_input, frame, challenges)
     self._ood_check(lay, ood, cons, bounds, alpha, z)
 
-    # ---- trace and composition openings at the queried leaves
+    # ---- trace and composition openings: one row per queried LDE position
     gp: DynArray[uint256, MAX_OOD] = []  # γ^j
     acc: uint256 = 1
     for j: uint256 in range(w + a + k, bound=MAX_OOD):
@@ -415,8 +413,8 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     z_sum_neg: uint256 = L.ext_neg(L.ext_add(z, zg))
     zz: uint256 = L.ext_mul(z, zg)
 
-    depth: uint256 = lay.log_leaves
-    # main trace (kq, r, w), aux trace (kq, r, 4a), composition (kq, r, 4k)
+    depth: uint256 = lay.log_lde
+    # main trace (kq, w), aux trace (kq, 4a), composition (kq, 4k)
     at: uint256[3] = empty(uint256[3])
     for j: uint256 in range(3):
         cols: uint256 = w
@@ -429,10 +427,10 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
         elif j == 2:
             cols = 4 * k
             root = comp_root
-        self._tensor(base, plen, pos, kq, r, cols)
-        pos += 13
+        self._tensor(base, plen, pos, kq, cols, 0)
+        pos += 9
         at[j] = pos
-        leaf: uint256 = 4 * r * cols
+        leaf: uint256 = 4 * cols
         pos += kq * leaf
         assert pos + 4 <= plen, "truncated proof"
         count: uint256 = self._word(base, plen, pos) >> 224
@@ -449,17 +447,15 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     aux_at: uint256 = at[1]
     comp_at: uint256 = at[2]
 
-    # ---- DEEP composition at the r points of every queried coset
-    root_n: uint256 = L.two_adic_root(depth + LOG_FOLDING)
-    zeta: uint256 = L.two_adic_root(LOG_FOLDING)
-    nums: DynArray[uint256, MAX_COSETS] = []
-    dens: DynArray[uint256, MAX_COSETS] = []
+    # ---- DEEP composition at every queried point
+    root_n: uint256 = L.two_adic_root(depth)
+    nums: DynArray[uint256, L.MAX_QUERIES] = []
+    dens: DynArray[uint256, L.MAX_QUERIES] = []
     # G(x) over the main columns for every opened row, eight columns at a time with
     # their weights in locals: limbs 0, 1 of γ^j in the 128-bit lanes of lo, limbs 2, 3
     # in those of hi; products are < 2^62, so the lanes never overflow
-    nrows: uint256 = kq * r
-    acc_lo: uint256[MAX_COSETS] = empty(uint256[MAX_COSETS])
-    acc_hi: uint256[MAX_COSETS] = empty(uint256[MAX_COSETS])
+    acc_lo: uint256[L.MAX_QUERIES] = empty(uint256[L.MAX_QUERIES])
+    acc_hi: uint256[L.MAX_QUERIES] = empty(uint256[L.MAX_QUERIES])
     for cw: uint256 in range(MAX_WIDTH // 8):
         c: uint256 = 8 * cw
         if c >= w:
@@ -493,7 +489,7 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
             # they must not fail the range check
             tail = ~((1 << (32 * (c + 8 - w))) - 1)
         cell_at: uint256 = main_at + 4 * c
-        for row: uint256 in range(nrows, bound=MAX_COSETS):
+        for row: uint256 in range(kq, bound=L.MAX_QUERIES):
             word: uint256 = L.swap_lanes(convert(extract32(proof, cell_at), uint256)) & tail
             cell_at = unsafe_add(cell_at, 4 * w)
             # every u32 lane < p: add 2^32 - p in 64-bit lanes, no carry may reach bit 32
@@ -535,50 +531,43 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
                     ),
                 ),
             )
-    for t: uint256 in range(kq, bound=L.MAX_QUERIES):
-        x: uint256 = unsafe_mul(L.GENERATOR, L.modexp(root_n, queries[t])) % L.P
-        for m: uint256 in range(8):
-            if m >= r:
-                break
-            row: uint256 = t * r + m
-            lo: uint256 = acc_lo[row]
-            hi: uint256 = acc_hi[row]
-            g_x: uint256 = L.pack(
-                (lo & L.M128) % L.P, (lo >> 128) % L.P, (hi & L.M128) % L.P, (hi >> 128) % L.P
-            )
-            for i: uint256 in range(a, bound=MAX_AUX):
-                v: uint256 = self._ext_at(base, plen, aux_at + 16 * (a * row + i))
-                g_x = L.ext_add(g_x, L.ext_mul(gp[w + i], v))
-            f_x: uint256 = g_x
-            for c: uint256 in range(k, bound=MAX_CHUNKS):
-                v: uint256 = self._ext_at(base, plen, comp_at + 16 * (k * row + c))
-                f_x = L.ext_add(f_x, L.ext_mul(gp[w + a + c], v))
-            d1: uint256 = L.ext_sub(x, z)
-            d2: uint256 = L.ext_sub(x, zg)
-            nums.append(
-                L.ext_add(
-                    L.ext_mul(L.ext_sub(f_x, f_z), d2), L.ext_mul(L.ext_sub(g_x, g_zg), d1)
-                )
-            )
-            # (x - z)(x - zg) = x^2 + x·(-(z + zg)) + z·zg: lanes stay below 2^63
-            dens.append(
-                L.reduce_lanes(unsafe_add(unsafe_add(unsafe_mul(z_sum_neg, x), zz), unsafe_mul(x, x) % L.P))
-            )
-            x = unsafe_mul(x, zeta) % L.P
-    invs: DynArray[uint256, MAX_COSETS] = self._batch_inv(dens)
-    cosets: DynArray[uint256, MAX_COSETS] = []
-    for i: uint256 in range(len(nums), bound=MAX_COSETS):
-        cosets.append(L.ext_mul(nums[i], invs[i]))
+    for row: uint256 in range(kq, bound=L.MAX_QUERIES):
+        x: uint256 = unsafe_mul(L.GENERATOR, L.modexp(root_n, queries[row])) % L.P
+        lo: uint256 = acc_lo[row]
+        hi: uint256 = acc_hi[row]
+        g_x: uint256 = L.pack(
+            (lo & L.M128) % L.P, (lo >> 128) % L.P, (hi & L.M128) % L.P, (hi >> 128) % L.P
+        )
+        for i: uint256 in range(a, bound=MAX_AUX):
+            v: uint256 = self._ext_at(base, plen, aux_at + 16 * (a * row + i))
+            g_x = L.ext_add(g_x, L.ext_mul(gp[w + i], v))
+        f_x: uint256 = g_x
+        for c: uint256 in range(k, bound=MAX_CHUNKS):
+            v: uint256 = self._ext_at(base, plen, comp_at + 16 * (k * row + c))
+            f_x = L.ext_add(f_x, L.ext_mul(gp[w + a + c], v))
+        d1: uint256 = L.ext_sub(x, z)
+        d2: uint256 = L.ext_sub(x, zg)
+        nums.append(
+            L.ext_add(L.ext_mul(L.ext_sub(f_x, f_z), d2), L.ext_mul(L.ext_sub(g_x, g_zg), d1))
+        )
+        # (x - z)(x - zg) = x^2 + x·(-(z + zg)) + z·zg: lanes stay below 2^63
+        dens.append(
+            L.reduce_lanes(unsafe_add(unsafe_add(unsafe_mul(z_sum_neg, x), zz), unsafe_mul(x, x) % L.P))
+        )
+    invs: DynArray[uint256, L.MAX_QUERIES] = self._batch_inv(dens)
+    deep: DynArray[uint256, L.MAX_QUERIES] = []
+    for i: uint256 in range(kq, bound=L.MAX_QUERIES):
+        deep.append(L.ext_mul(nums[i], invs[i]))
 
     # ---- FRI
     return staticcall IStarkFri(FRI).verify_fri(
         proof,
         pos,
-        depth + LOG_FOLDING,
+        depth,
         LOG_FOLDING,
         roots,
         betas,
         final_poly,
         queries,
-        cosets,
+        deep,
     )
