@@ -139,6 +139,18 @@ class _Rows:
         self._fill(row)
         self.rows.append(row)
 
+    def pad_to(self, n: int) -> None:
+        """Trailing padding up to n rows: copies of one padding row with t counting on
+        (nothing else in a padding row depends on its position)."""
+        if len(self.rows) >= n:
+            return
+        self.pad()
+        template = self.rows[-1]
+        for t in range(len(self.rows) + 1, n + 1):
+            row = dict(template)
+            row["t"] = t
+            self.rows.append(row)
+
     def _ledger(self, row: dict[str, int], before: Ledger, collateral_after: int) -> None:
         for i, limb in enumerate(c_limbs(before.collateral)):
             row[f"co{i}"] = limb
@@ -613,8 +625,7 @@ def build_witness(state: ExchangeState, txs: Sequence[Tx]) -> Witness:
     n = max(MIN_TRACE, 1 << used.bit_length())  # at least one padding row at the end
     if n > MAX_TRACE:
         raise StarkProverError(f"{used} rows: beyond the batch AIR's 2^20-row bound")
-    while len(rows) < n:
-        b.rows.pad()
+    b.rows.pad_to(n)
     _accumulate_fees(rows)
     trace = pack(b.cols, rows)
     kinds = {k: int(trace[b.cols[k]].sum()) for k in KINDS}
@@ -658,7 +669,11 @@ def pack(cols: Columns, rows: list[dict[str, int]]) -> np.ndarray:
             else:
                 ints[name][r] = value
     for name, values in ints.items():
-        out[cols[name]] = np.array([v % P for v in values], dtype=np.int64)
+        try:
+            column = np.array(values, dtype=np.int64)
+        except OverflowError:  # beyond int64: reduce in Python first
+            column = np.array([v % P for v in values], dtype=np.int64)
+        out[cols[name]] = column % P
     tab = np.minimum(np.arange(n), TABLE_SIZE - 1)
     out[cols["tab"]] = tab
     return out.astype(np.uint64)
