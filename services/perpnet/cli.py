@@ -74,7 +74,7 @@ def markets() -> None:
         table.add_column(column)
     for m in MarketSet().markets:
         tiers = ", ".join(
-            f"{'∞' if t.up_to is None else f'≤{t.up_to // USD:,}'}: "
+            f"{'∞' if t.up_to is None else f'≤{t.up_to / m.size_scale:,g}'}: "
             f"{t.initial_ppm * 100 / PPM:g}%/{t.maintenance_ppm * 100 / PPM:g}%"
             for t in m.tiers
         )
@@ -126,6 +126,21 @@ def bench_stf(
     emit(result)
 
 
+@bench.command("recovery")
+def bench_recovery(
+    txs: int = typer.Option(20_000, min=100, help="transactions in the log"),
+    batch_size: int = typer.Option(512, min=1),
+    checkpoint_batches: int = typer.Option(10, min=1, help="a checkpoint every this many batches"),
+    seed: int = typer.Option(1),
+    repeats: int = typer.Option(3, min=1),
+) -> None:
+    """Sequencer restart: replay time of the whole log versus from the newest state checkpoint."""
+    from perpnet.bench import recovery
+
+    with err.status("recovery benchmark"):
+        emit(recovery.run(txs, batch_size, checkpoint_batches, seed, repeats))
+
+
 @bench.command("prove")
 def bench_prove(
     sizes: str = typer.Option(
@@ -146,12 +161,13 @@ def bench_e2e(
     duration: float = typer.Option(20.0, min=1.0, max=600.0, help="seconds of load"),
     clients: int = typer.Option(8, min=1, max=256, help="concurrent trading clients"),
     provers: int = typer.Option(1, min=1, max=16),
+    batch: int = typer.Option(1, min=1, max=100, help="orders per request (POST /v1/orders/batch)"),
 ) -> None:
     """The whole system under load: orders/s, trades/s, ack latency, proof cadence, backlog."""
     from perpnet.bench import e2e
 
     with err.status("end-to-end benchmark (starts its own devnet on loopback)") as status:
-        emit(e2e.run(duration, clients, provers=provers, progress=status.update))
+        emit(e2e.run(duration, clients, provers=provers, batch=batch, progress=status.update))
 
 
 @bench.command("l1")

@@ -14,11 +14,15 @@ from perpnet.bench import e2e
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.parametrize("batch", [1, 4], ids=["POST /v1/orders", "POST /v1/orders/batch"])
 def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_backlog(
-    tmp_path: Path,
+    tmp_path: Path, batch: int
 ) -> None:
     with devnet_lock():
-        report = e2e.run(duration_s=4, clients=2, withdrawals=1, directory=tmp_path / "bench")
+        report = e2e.run(
+            duration_s=4, clients=2, withdrawals=1, batch=batch, directory=tmp_path / "bench"
+        )
+    assert report["parameters"]["batch"] == batch
     json.dumps(report)  # JSON as printed
     figures = report["figures"]
     assert figures["orders_accepted"] > 0 and figures["orders_per_s"] > 0

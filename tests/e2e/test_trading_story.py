@@ -101,9 +101,9 @@ METRICS = {  # process -> (sample prefix, must increase)
         ("perpnet_matcher_order_ack_seconds_count", True),
         ("perpnet_matcher_fills_total", True),
         ("perpnet_matcher_matching_seconds_count", True),
+        ("perpnet_matcher_margin_check_seconds_count", True),
     ],
     "margin": [
-        ("perpnet_margin_check_seconds_count", True),
         ("perpnet_margin_funding_ticks_total{outcome=committed}", True),
         ("perpnet_margin_liquidations_total", True),
         ("perpnet_margin_insurance_fund_value", False),

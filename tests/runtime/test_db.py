@@ -28,7 +28,7 @@ TABLES = {
     "deposits",
     "withdrawals",
     "resting_orders",
-    "checkpoints",
+    "state_checkpoints",
 }
 
 

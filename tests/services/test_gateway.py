@@ -113,6 +113,7 @@ def test_openapi_documents_every_route(gw: Gateway) -> None:
     assert http_routes <= documented
     for needed in (
         "/v1/orders",
+        "/v1/orders/batch",
         "/v1/orders/{order_hash}/cancel",
         "/v1/orders/{order_hash}/amend",
         "/v1/markets/{market_id}/book",
@@ -221,6 +222,37 @@ def test_each_bad_order_gets_its_4xx_and_changes_nothing(gw: Gateway, case: str)
     reply = gw.post_order(signed, **override)
     assert (reply.status_code, reply.json()["error"]["code"]) == (status, code), reply.text
     assert reply.json()["error"]["message"]
+    assert gw.fingerprint() == before
+
+
+def _body(signed: SignedOrder, **override: Any) -> dict[str, Any]:
+    return {**OrderFields.of(signed.order), "signature": "0x" + signed.signature.hex(), **override}
+
+
+def test_a_batch_answers_each_order_as_a_single_post_would_in_the_order_given(
+    gw: Gateway,
+) -> None:
+    ask, bid = gw.order(BOB, False), gw.order(ALICE, True)
+    bad = [(make(gw), status, code) for make, status, code in BAD_ORDERS.values()]
+    orders = [_body(ask), *(_body(s, **o) for (s, o), _, _ in bad), _body(bid)]
+    reply = gw.http.post("/v1/orders/batch", json={"orders": orders})
+    assert reply.status_code == 200, reply.text
+    first, *refused, last = reply.json()["results"]
+    assert (first["status"], first["ack"]["resting"]) == (200, str(SIZE))
+    assert [(r["status"], r["error"]["code"]) for r in refused] == [(s, c) for _, s, c in bad]
+    assert all(r["error"]["message"] and r.get("ack") is None for r in refused)
+    # the bid came after the ask: it took it, and nothing refused reached the book
+    assert [f["maker_hash"] for f in last["ack"]["fills"]] == ["0x" + ask.hash.hex()]
+    book = gw.http.get(f"/v1/markets/{BTC}/book").json()
+    assert (book["bids"], book["asks"]) == ([], [])
+
+
+@pytest.mark.parametrize("orders", [[], "not a list", [{}] * 101], ids=["empty", "str", "101"])
+def test_a_malformed_batch_is_400_and_changes_nothing(gw: Gateway, orders: Any) -> None:
+    gw.post_order(gw.order(BOB, False))
+    before = gw.fingerprint()
+    reply = gw.http.post("/v1/orders/batch", json={"orders": orders})
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "INVALID_FIELD")
     assert gw.fingerprint() == before
 
 

@@ -4,7 +4,7 @@ applying every submitted Trade (with signature checks), the store a real SQLite 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,8 @@ from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import USD
 from perpnet.core.orders import SignedOrder
 from perpnet.core.txs import Trade, Tx
-from perpnet.matcher.desk import FILL_REFUSED, OrderDesk, now_ms
-from perpnet.matcher.store import OrderStore
+from perpnet.matcher.desk import FILL_REFUSED, OrderDesk, Submitted, now_ms, one_by_one
+from perpnet.matcher.store import OrderRow, OrderStore
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import RefusedError
 from perpnet.testkit import Desk, trader
@@ -165,5 +165,90 @@ def test_amend_in_place_keeps_priority_across_a_restart(run: Run) -> None:
         assert await reborn.recover() == 2
         taker = ledger.desk.order(TAKER, BTC, True, ONE, PRICE)
         assert [f.maker.hash for f in (await reborn.place(taker)).fills] == [smaller.hash]
+
+    run(scenario)
+
+
+class CountingStore(OrderStore):
+    writes = 0
+
+    async def write(self, rows: Sequence[OrderRow], now_ms: int) -> None:
+        self.writes += 1
+        await super().write(rows, now_ms)
+
+
+class Counted:
+    """A desk over the ledger that counts SubmitTxs calls (their sizes) and row writes."""
+
+    def __init__(self, ledger: Ledger, db: Database) -> None:
+        self.submissions: list[int] = []
+        self.store = CountingStore(db, ledger.desk.config.domain)
+        many = one_by_one(ledger.submit)
+
+        async def counted_many(txs: Sequence[Tx]) -> list[Submitted]:
+            self.submissions.append(len(txs))
+            return await many(txs)
+
+        self.desk = OrderDesk(
+            ledger.state.markets, self.store, lambda: ledger.state, ledger.submit,
+            submit_many=counted_many,
+        )  # fmt: skip
+
+    @property
+    def writes(self) -> int:
+        return self.store.writes
+
+
+def test_orders_placed_together_match_in_arrival_order_in_one_submission_and_write(
+    run: Run,
+) -> None:
+    async def scenario(ledger: Ledger, db: Database) -> None:
+        counted = Counted(ledger, db)
+        desk = counted.desk
+        first, second = sell(ledger, MAKER), sell(ledger, OTHER)
+        await asyncio.gather(desk.place(first), desk.place(second))
+        takers = [ledger.desk.order(TAKER, BTC, True, ONE, PRICE) for _ in range(2)]
+        writes = counted.writes
+        outcomes = await asyncio.gather(*(desk.place(t) for t in takers))
+        assert [[f.maker.hash for f in o.fills] for o in outcomes] == [[first.hash], [second.hash]]
+        assert counted.submissions == [2] and counted.writes == writes + 1
+        assert [(t.maker.hash, t.taker.hash) for t in ledger.trades] == [
+            (first.hash, takers[0].hash),
+            (second.hash, takers[1].hash),
+        ]
+        assert desk.engine.depth(BTC, 5) == ([], [])
+
+    run(scenario)
+
+
+def test_a_refused_fill_in_a_micro_batch_ends_as_if_the_orders_came_one_by_one(
+    run: Run,
+) -> None:
+    async def scenario(ledger: Ledger, db: Database) -> None:
+        counted = Counted(ledger, db)
+        desk = counted.desk
+        first, second = sell(ledger, MAKER), sell(ledger, OTHER)
+        await asyncio.gather(desk.place(first), desk.place(second))
+        taker = ledger.desk.order(TAKER, BTC, True, ONE, PRICE)
+        broke = ledger.desk.order(POOR, BTC, True, 2 * ONE, PRICE)  # 10 USD for 2 BTC
+        later = ledger.desk.order(TAKER, BTC, True, ONE, PRICE)
+        got = await asyncio.gather(desk.place(taker), desk.place(broke), desk.place(later))
+        assert [[f.maker.hash for f in o.fills] for o in got] == [[first.hash], [], [second.hash]]
+        assert [(c.order.hash, c.size, c.reason) for c in got[1].cancelled] == [
+            (broke.hash, 2 * ONE, FILL_REFUSED)
+        ]
+        # one SubmitTxs (its 2nd fill refused), then only the refused one sent again
+        assert counted.submissions == [2]
+        assert [(t.maker.hash, t.taker.hash) for t in ledger.trades] == [
+            (first.hash, taker.hash),
+            (second.hash, later.hash),
+        ]
+        assert desk.engine.depth(BTC, 5) == ([], [])
+        # and the rows say the same: the book rebuilt from them is the live one
+        resting = ledger.desk.order(MAKER, BTC, False, ONE, PRICE + USD)
+        await desk.place(resting)
+        reborn = order_desk(ledger, db)
+        assert await reborn.recover() == 1
+        assert reborn.engine.snapshot().orders == desk.engine.snapshot().orders
 
     run(scenario)

@@ -1,5 +1,6 @@
 """The matcher with a real sequencer and margin engine (in process, on free ports): orders fill
-into committed Trades, the margin engine refuses with a clear reason, cancel and amend."""
+into committed Trades, the margin check refuses with a clear reason, cancel and amend, several
+orders in one call, and the sequencer's SubmitTxs prefix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from perpnet.core.encoding import decode_tx, encode_order
+from perpnet.core.encoding import decode_tx, encode_order, encode_tx
 from perpnet.core.markets import USD
 from perpnet.core.orders import SignedOrder
 from perpnet.core.txs import Trade, Tx
@@ -165,10 +166,11 @@ async def fund(stack: Stack, *keys: Any, amount: int = 100_000 * USD) -> None:
         await stack.known_to_margin(key)
 
 
+@pytest.mark.parametrize("remote", ["false", "true"], ids=["replica-margin", "margin-engine"])
 def test_orders_fill_into_trades_refuse_on_margin_cancel_and_amend(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, remote: str
 ) -> None:
-    asyncio.run(_trading(stack_env(tmp_path, redis_url)))
+    asyncio.run(_trading(stack_env(tmp_path, redis_url, PERPNET_MATCHER_MARGIN_REMOTE=remote)))
 
 
 async def _trading(env: dict[str, str]) -> None:
@@ -184,7 +186,8 @@ async def _trading(env: dict[str, str]) -> None:
         [trade] = [tx for tx in await stack.log() if isinstance(tx, Trade)]
         assert (trade.maker.hash, trade.taker.hash, trade.size) == (ask.hash, bid.hash, ONE)
 
-        # the margin engine refuses, with its reason, and the book is untouched
+        # the margin check (the replica's or the margin engine's) refuses, with its reason,
+        # and the book is untouched
         greedy = stack.now().order(POOR, BTC, True, ONE, PRICE)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stack.place(greedy)
@@ -211,3 +214,66 @@ async def _trading(env: dict[str, str]) -> None:
             )
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
         assert await stack.book() == ([(PRICE - 50 * USD, ONE)], [])
+
+
+def test_place_orders_answers_each_order_on_its_own_in_the_order_given(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_batch(stack_env(tmp_path, redis_url)))
+
+
+async def _batch(env: dict[str, str]) -> None:
+    async with services(env), clients(env) as stack:
+        await fund(stack, MAKER, TAKER)
+        await fund(stack, POOR, amount=100 * USD)
+        desk = stack.now()
+        ask = desk.order(MAKER, BTC, False, ONE, PRICE)
+        forged = desk.order(MAKER, BTC, False, ONE, PRICE + USD)
+        greedy = desk.order(POOR, BTC, True, ONE, PRICE - USD)
+        bid = desk.order(TAKER, BTC, True, ONE, PRICE)
+        orders = [wire(ask), wire(forged), wire(greedy), wire(bid)]
+        orders[1].signature = bid.signature
+        reply = await stack.matcher.PlaceOrders(matcher_pb2.PlaceOrdersRequest(orders=orders))
+        ok, bad, poor, taken = reply.outcomes
+        assert ok.result.resting == str(ONE)
+        assert (bad.refused.status, bad.refused.message.split(":")[0]) == (
+            "INVALID_ARGUMENT",
+            "BAD_SIGNATURE",
+        )
+        assert (poor.refused.status, poor.refused.message.split(":")[0]) == (
+            "FAILED_PRECONDITION",
+            "INSUFFICIENT_MARGIN",
+        )
+        # matched in the order given: the bid after the ask takes it
+        assert [(f.maker_hash, f.taker_hash) for f in taken.result.fills] == [(ask.hash, bid.hash)]
+        assert await stack.book() == ([], [])
+        too_many = matcher_pb2.PlaceOrdersRequest(orders=[wire(bid)] * 257)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stack.matcher.PlaceOrders(too_many)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_submit_txs_applies_a_prefix_and_reports_each(tmp_path: Path, redis_url: str) -> None:
+    asyncio.run(_prefix(stack_env(tmp_path, redis_url)))
+
+
+async def _prefix(env: dict[str, str]) -> None:
+    async with services(env, matcher=False), clients(env) as stack:
+        desk = stack.now()
+        logged = desk.deposit(MAKER, USD)
+        await stack.submit(logged)
+        stale = desk.price(BTC, PRICE)
+        fresh = desk.deposit(TAKER, USD)
+        stale = replace(stale, timestamp_ms=1)  # before the log's clock: CLOCK
+        after = desk.deposit(POOR, USD)
+        request = spb.SubmitTxsRequest(txs=[encode_tx(t) for t in (fresh, logged, stale, after)])
+        applied, duplicate, refused, skipped = (await stack.sequencer.SubmitTxs(request)).results
+        assert applied.applied and not applied.duplicate
+        assert duplicate.applied and duplicate.duplicate and duplicate.seq < applied.seq
+        assert not refused.applied and refused.refused.startswith("CLOCK: ")
+        assert not skipped.applied and not skipped.refused
+        assert [type(t).__name__ for t in await stack.log()] == ["Deposit", "Deposit"]
+        with pytest.raises(grpc.aio.AioRpcError) as garbage:
+            await stack.sequencer.SubmitTxs(spb.SubmitTxsRequest(txs=[encode_tx(after), b"x"]))
+        assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(await stack.log()) == 2  # nothing applied

@@ -3,8 +3,8 @@
 The worker holding a batch is killed with SIGKILL; the other reclaims the job
 once it has been idle for `reclaim_after_s`, proves it and stores a proof that
 verifies. A forced withdrawal is proven like any other transaction; a batch the
-prover refuses (a position past the first margin tier, which the AIR does not
-cover) is recorded FAILED with the reason, and the batches after it are still
+prover refuses (a position past the AIR's 2^20-lot bound, 104.8576 BTC) is
+recorded FAILED with the reason, and the batches after it are still
 proven.
 """
 
@@ -158,11 +158,11 @@ async def _kill_the_holder(
     await _submit(
         stub,
         desk.price(0, 50_000 * USD),
-        desk.deposit(bob, 200_000 * USD),
-        desk.deposit(carol, 200_000 * USD),
+        desk.deposit(bob, 1_000_000 * USD),
+        desk.deposit(carol, 1_000_000 * USD),
     )
-    # 20 BTC at 50,000 = 1M USD of notional: past the AIR's first margin tier
-    refused = await _submit(stub, desk.cross(bob, carol, 0, True, 20 * 10**10, 50_000 * USD))
+    # 110 BTC: past the AIR's bound of 2^20 lots (the core allows it, margin permitting)
+    refused = await _submit(stub, desk.cross(bob, carol, 0, True, 110 * 10**10, 50_000 * USD))
     later = await _submit(stub, desk.deposit(ALICE, 7 * USD))
     record, proof = await _settled(engine, refused)
     assert record.status == BatchStatus.FAILED and proof is None

@@ -1,9 +1,11 @@
 """kill -9 of a real sequencer process mid-stream loses no acknowledged transaction; the restart
-recovers by itself to the root of a replay of its log, and republishes what Redis missed."""
+recovers by itself (from the log alone, or from a state checkpoint and the log after it) to the
+root of a replay of its log, and republishes what Redis missed."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -13,6 +15,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import pytest
 import redis.asyncio as aioredis
 
 from perpnet.core.crypto import keccak
@@ -42,10 +45,15 @@ def start(env: dict[str, str], log: Path) -> tuple[LocalProcess, str]:
     return process, f"127.0.0.1:{port}"
 
 
-def test_kill_9_mid_stream_loses_no_acknowledged_tx(tmp_path: Path, redis_url: str) -> None:
+@pytest.mark.parametrize("checkpoint_batches", [0, 3], ids=["log-only", "checkpoints"])
+def test_kill_9_mid_stream_loses_no_acknowledged_tx(
+    tmp_path: Path, redis_url: str, checkpoint_batches: int
+) -> None:
+    settings = {"batch_max_txs": 64, "batch_interval_ms": 200}
+    checkpoints = {"checkpoint_batches": checkpoint_batches, "checkpoint_txs": 0}
     env = {
         **os.environ,
-        **sequencer_env(tmp_path / "seq.db", redis_url, batch_max_txs=64, batch_interval_ms=200),
+        **sequencer_env(tmp_path / "seq.db", redis_url, **settings, **checkpoints),
     }
     desk = Desk()
     setup = [encode_tx(desk.deposit(key, 1_000 * USD)) for key in TRADERS]
@@ -71,6 +79,15 @@ def test_kill_9_mid_stream_loses_no_acknowledged_tx(tmp_path: Path, redis_url: s
         asyncio.run(_after_restart(address, redis_url, desk, acked, in_flight, snapshots))
     finally:
         process.stop()
+    recovered = [
+        line
+        for line in map(json.loads, (tmp_path / "second.log").read_text().splitlines())
+        if line.get("msg") == "recovered"
+    ]
+    assert len(recovered) == 1
+    # with checkpoints on, the restart replayed only the log after the newest one
+    assert (recovered[0]["checkpoint"] is not None) == (checkpoint_batches > 0)
+    assert (recovered[0]["replayed"] < recovered[0]["last_seq"]) == (checkpoint_batches > 0)
 
 
 async def _until_killed(

@@ -6,10 +6,13 @@ figures), funds `2 × clients` traders on L1 (faucet, deposit, credited through 
 signs every order before the clock starts (signing is the traders' work, not the
 exchange's), then runs `clients` closed-loop HTTP clients against POST /v1/orders for
 `duration_s`: each client alternates a resting limit and an IOC that takes it, sides
-swapping every round, so about half the orders trade. Meanwhile it samples the prover
-backlog (batches cut but not yet verified on L1) every second and makes withdrawals one
-after another, each claimed on L1 as soon as it is claimable. After the window it waits
-(bounded) for L1 to catch up with what was cut, and always takes the devnet down.
+swapping every round, so about half the orders trade. With `batch` > 1 each client posts
+its orders `batch` at a time to POST /v1/orders/batch (matched in the order given), and
+every order of a batch counts on its own, its latency that of its request. Meanwhile it
+samples the prover backlog (batches cut but not yet verified on L1) every second and makes
+withdrawals one after another, each claimed on L1 as soon as it is claimable. After the
+window it waits (bounded) for L1 to catch up with what was cut, and always takes the
+devnet down.
 
 Figures (JSON): accepted orders/s and trades/s, order-ack latency p50/p99 (client side:
 HTTP request to acknowledgement, fills committed), proof cadence (seconds per batch
@@ -69,6 +72,7 @@ def run(
     provers: int = 1,
     max_orders: int = 100_000,
     withdrawals: int = 3,
+    batch: int = 1,
     directory: Path | None = None,
     progress: Progress = lambda _: None,
 ) -> dict[str, Any]:
@@ -77,8 +81,17 @@ def run(
         raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}]")
     if not 1 <= clients <= 256:
         raise ValueError("clients must be in [1, 256]")
+    if batch > 1:
+        from perpnet.gateway.schemas import MAX_BATCH_ORDERS
+
+        if batch > MAX_BATCH_ORDERS:
+            raise ValueError(f"batch must be in [1, {MAX_BATCH_ORDERS}]")
+    elif batch < 1:
+        raise ValueError("batch must be at least 1")
     with _devnet(directory, provers, progress) as plan:
-        return _measure(plan, duration_s, clients, provers, max_orders, withdrawals, progress)
+        return _measure(
+            plan, duration_s, clients, provers, max_orders, withdrawals, batch, progress
+        )
 
 
 @contextlib.contextmanager
@@ -112,6 +125,7 @@ def _measure(
     provers: int,
     max_orders: int,
     withdrawals: int,
+    batch: int,
     progress: Progress,
 ) -> dict[str, Any]:
     from perpnet.client.sdk import Client, L1Wallet
@@ -171,7 +185,7 @@ def _measure(
     sampler.start()
     started = time.monotonic()
     saver.start()
-    stats = asyncio.run(_load(gateway, bodies, started + duration_s))
+    stats = asyncio.run(_load(gateway, bodies, started + duration_s, batch))
     elapsed = time.monotonic() - started
     cpu_after = {p.name: _cpu_seconds(p.pid) for p in processes}
     server_after = _server_metrics(plan)
@@ -192,6 +206,7 @@ def _measure(
         "parameters": {
             "duration_s": duration_s,
             "clients": clients,
+            "batch": batch,
             "traders": 2 * clients,
             "provers": provers,
             "orders_signed": per_client * clients,
@@ -230,7 +245,7 @@ def _measure(
         "where_the_time_goes": {
             "cpu_s_in_window": _cpu_spent(cpu_before, cpu_after),
             "cpu_s_available": round(elapsed * (os.cpu_count() or 1), 1),
-            "service_means_ms": _means(server_before, server_after),
+            "service_means": _means(server_before, server_after),
         },
         "machine": machine(),
     }
@@ -251,35 +266,110 @@ def _collateral(client: Any) -> int:
     return int(client.account()["collateral"])
 
 
-async def _load(gateway: str, bodies: list[list[dict[str, Any]]], deadline: float) -> _Stats:
-    import httpx
+class _Connection:
+    """One bare HTTP/1.1 keep-alive connection to the gateway.
 
+    The load generator shares the 2 cores with the system it measures, so it
+    must cost far less per request than the gateway: httpx costs about 5 ms of
+    CPU per request here, this a few tens of µs (requests are encoded before the
+    clock starts; replies are read by Content-Length or chunks).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._streams
+        try:
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            status = int((await reader.readline()).split()[1])
+            headers = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+                body = b""
+                while size := int((await reader.readline()).strip(), 16):
+                    body += (await reader.readexactly(size + 2))[:-2]
+                await reader.readline()
+            else:
+                body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+            if headers.get(b"connection", b"").lower() == b"close":
+                self.close()
+            return status, body
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            self.close()
+            raise ConnectionError(f"POST {path}: connection broken") from None
+
+    def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+
+async def _load(
+    gateway: str, bodies: list[list[dict[str, Any]]], deadline: float, batch: int
+) -> _Stats:
+    import json
+    from urllib.parse import urlsplit
+
+    address = urlsplit(gateway)
+    path = "/v1/orders" if batch == 1 else "/v1/orders/batch"
+    payloads = [
+        [
+            json.dumps(mine[i] if batch == 1 else {"orders": mine[i : i + batch]}).encode()
+            for i in range(0, len(mine), batch)
+        ]
+        for mine in bodies
+    ]
     stats = _Stats()
-    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
-    async with httpx.AsyncClient(base_url=gateway, timeout=30.0, limits=limits) as http:
 
-        async def client(mine: list[dict[str, Any]]) -> None:
-            for body in mine:
+    def count(status: int, answer: dict[str, Any], took: float) -> None:
+        """One order's answer: its ack (200) or its error body."""
+        if status == 200:
+            stats.latencies.append(took)
+            stats.fills += len(answer["fills"])
+        else:
+            try:
+                code = str(answer["error"]["code"])
+            except Exception:
+                code = f"HTTP {status}"
+            stats.refused[code] += 1
+
+    async def client(mine: list[bytes]) -> None:
+        http = _Connection(address.hostname or "127.0.0.1", address.port or 80)
+        try:
+            for payload in mine:
                 if time.monotonic() >= deadline:
                     return
                 sent = time.perf_counter()
                 try:
-                    reply = await http.post("/v1/orders", json=body)
-                except httpx.HTTPError as exc:
+                    status, body = await asyncio.wait_for(http.post(path, payload), 30.0)
+                except (ConnectionError, TimeoutError) as exc:
+                    http.close()
                     stats.errors[type(exc).__name__] += 1
                     continue
                 took = time.perf_counter() - sent
-                if reply.status_code == 200:
-                    stats.latencies.append(took)
-                    stats.fills += len(reply.json()["fills"])
+                try:
+                    answer = json.loads(body)
+                except ValueError:
+                    answer = {}
+                if batch == 1 or status != 200:
+                    count(status, answer, took)
                 else:
-                    try:
-                        code = str(reply.json()["error"]["code"])
-                    except Exception:
-                        code = f"HTTP {reply.status_code}"
-                    stats.refused[code] += 1
+                    for result in answer["results"]:
+                        count(result["status"], result.get("ack") or result, took)
+        finally:
+            http.close()
 
-        await asyncio.gather(*(client(mine) for mine in bodies))
+    await asyncio.gather(*(client(mine) for mine in payloads))
     return stats
 
 
@@ -420,22 +510,42 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-_MEANS = {  # (process, histogram) -> label for the report
-    ("matcher", "perpnet_matcher_order_ack_seconds"): "matcher order ack",
-    ("matcher", "perpnet_matcher_matching_seconds"): "matching engine",
-    ("margin", "perpnet_margin_check_seconds"): "margin pre-trade check",
-    ("sequencer", "perpnet_sequencer_apply_seconds"): "sequencer apply",
-    ("sequencer", "perpnet_sequencer_commit_seconds"): "sequencer commit (fsync group)",
-    ("sequencer", "grpc_server_handling_seconds"): "sequencer SubmitTx handling",
+Series = tuple[str, str, str, str]  # process, histogram, label name, label value ("" for all)
+_MEANS: dict[Series, tuple[str, float]] = {  # -> (label for the report, unit per second)
+    ("matcher", "perpnet_matcher_order_ack_seconds", "", ""): ("matcher order ack", 1000),
+    ("matcher", "perpnet_matcher_matching_seconds", "", ""): ("matching engine", 1000),
+    ("matcher", "perpnet_matcher_batch_orders", "", ""): ("matcher micro-batch, orders", 1),
+    ("matcher", "perpnet_matcher_batch_stage_seconds", "stage", "submit"): (
+        "matcher micro-batch SubmitTxs",
+        1000,
+    ),
+    ("matcher", "perpnet_matcher_batch_stage_seconds", "stage", "write"): (
+        "matcher micro-batch row write",
+        1000,
+    ),
+    ("matcher", "perpnet_matcher_margin_check_seconds", "", ""): ("pre-trade margin check", 1000),
+    ("sequencer", "perpnet_sequencer_apply_seconds", "", ""): ("sequencer apply", 1000),
+    ("sequencer", "perpnet_sequencer_commit_seconds", "", ""): (
+        "sequencer commit (fsync group)",
+        1000,
+    ),
+    ("sequencer", "grpc_server_handling_seconds", "grpc_method", "SubmitTx"): (
+        "sequencer SubmitTx handling",
+        1000,
+    ),
+    ("sequencer", "grpc_server_handling_seconds", "grpc_method", "SubmitTxs"): (
+        "sequencer SubmitTxs handling",
+        1000,
+    ),
 }
 
 
-def _server_metrics(plan: Any) -> dict[tuple[str, str], tuple[float, float]]:
-    """(sum, count) of each histogram in _MEANS, summed over labels."""
+def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
+    """(sum, count) of each series in _MEANS, summed over its other labels."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    out: dict[tuple[str, str], tuple[float, float]] = {}
-    for process in {p for p, _ in _MEANS}:
+    out: dict[Series, tuple[float, float]] = {}
+    for process in {key[0] for key in _MEANS}:
         port = plan.process_env(process, process)[f"PERPNET_{process.upper()}_METRICS_PORT"]
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -443,29 +553,28 @@ def _server_metrics(plan: Any) -> dict[tuple[str, str], tuple[float, float]]:
         except OSError:
             continue
         for family in text_string_to_metric_families(text):
-            if (process, family.name) not in _MEANS:
-                continue
-            samples = [
-                s for s in family.samples if s.labels.get("grpc_method", "SubmitTx") == "SubmitTx"
-            ]
-            total = sum(s.value for s in samples if s.name.endswith("_sum"))
-            count = sum(s.value for s in samples if s.name.endswith("_count"))
-            out[(process, family.name)] = (total, count)
+            for key in _MEANS:
+                _, name, label, value = key
+                if key[0] != process or name != family.name:
+                    continue
+                samples = [s for s in family.samples if not label or s.labels.get(label) == value]
+                total = sum(s.value for s in samples if s.name.endswith("_sum"))
+                count = sum(s.value for s in samples if s.name.endswith("_count"))
+                out[key] = (total, count)
     return out
 
 
 def _means(
-    before: dict[tuple[str, str], tuple[float, float]],
-    after: dict[tuple[str, str], tuple[float, float]],
+    before: dict[Series, tuple[float, float]], after: dict[Series, tuple[float, float]]
 ) -> dict[str, float]:
     out = {}
-    for key, label in _MEANS.items():
+    for key, (label, unit) in _MEANS.items():
         if key not in after:
             continue
         s0, c0 = before.get(key, (0.0, 0.0))
         s1, c1 = after[key]
         if c1 > c0:
-            out[label] = round((s1 - s0) / (c1 - c0) * 1000, 3)
+            out[label] = round((s1 - s0) / (c1 - c0) * unit, 3)
     return out
 
 

@@ -105,6 +105,7 @@ _PRICE_SCHEMA = (
     ("signature", "sig"),
 )
 _ENUMS: dict[str, Any] = {"kind": OrderKind, "tif": TimeInForce, "stp": SelfTrade}
+_UNSIGNED = Domain()  # what reading fields without a signature is given (built once: it hashes)
 
 _SCHEMAS: dict[type, tuple[tuple[str, str], ...]] = {
     Deposit: (("timestamp_ms", "u64"), ("deposit_id", "u64"), ("owner", "addr"),
@@ -226,7 +227,7 @@ def encode_order(order: Order) -> bytes:
 def decode_order(data: bytes) -> Order:
     """Strict inverse of encode_order (an order as signed, without its signature)."""
     r = Reader(data)
-    order = Order(**_read_fields(r, _ORDER_SCHEMA, Domain()))
+    order = Order(**_read_fields(r, _ORDER_SCHEMA, _UNSIGNED))
     r.done()
     return order
 
@@ -250,7 +251,7 @@ def encode_account(account: Account) -> bytes:
 
 def decode_account(account_id: int, data: bytes) -> Account:
     r = Reader(data)
-    head = {name: _read(r, kind, Domain()) for name, kind in _ACCOUNT_HEAD}
+    head = {name: _read(r, kind, _UNSIGNED) for name, kind in _ACCOUNT_HEAD}
     account = Account(account_id, **head)
     previous = -1
     for _ in range(r.int("u8")):

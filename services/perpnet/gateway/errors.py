@@ -10,7 +10,7 @@ with codes of their own, so a client can tell "you" from "us".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -66,24 +66,31 @@ def body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-async def core_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CoreError)
-    return JSONResponse(body(exc.code.value, exc.message), status_code=status_of(exc.code))
+async def refused(_request: Request, exc: Exception) -> JSONResponse:
+    status, content = refusal(exc)
+    return JSONResponse(content, status_code=status)
 
 
-async def api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return JSONResponse(body(exc.code, exc.message), status_code=exc.status)
+def invalid_fields(errors: Sequence[Any]) -> dict[str, Any]:
+    """The body of a 400 INVALID_FIELD for pydantic errors, naming each field and why."""
+    fields = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in errors]
+    message = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
+    return body("INVALID_FIELD", message, fields=fields)
+
+
+def refusal(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """A CoreError's or ApiError's status and body."""
+    if isinstance(exc, CoreError):
+        return status_of(exc.code), body(exc.code.value, exc.message)
+    if isinstance(exc, ApiError):
+        return exc.status, body(exc.code, exc.message)
+    raise exc
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """Schema errors are 400 INVALID_FIELD, naming each field and why."""
     assert isinstance(exc, RequestValidationError)
-    fields = [
-        {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
-    ]
-    message = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
-    return JSONResponse(body("INVALID_FIELD", message, fields=fields), status_code=400)
+    return JSONResponse(invalid_fields(exc.errors()), status_code=400)
 
 
 async def http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -94,8 +101,8 @@ async def http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 HANDLERS = {
-    CoreError: core_error,
-    ApiError: api_error,
+    CoreError: refused,
+    ApiError: refused,
     RequestValidationError: validation_error,
     StarletteHTTPException: http_error,
 }

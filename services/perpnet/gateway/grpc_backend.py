@@ -42,7 +42,7 @@ from perpnet.gateway.ports import (
     decode_globals,
 )
 from perpnet.gateway.records import DatabaseRecords
-from perpnet.gateway.schemas import BookOut, TradeOut, jsonable
+from perpnet.gateway.schemas import MAX_BATCH_ORDERS, BookOut, TradeOut, jsonable
 from perpnet.gateway.settings import GatewaySettings
 from perpnet.gateway.streams import Hub, book_topic, trades_topic
 from perpnet.proto.v1 import matcher_pb2 as mpb
@@ -87,8 +87,73 @@ def _ack(r: mpb.OrderResult) -> OrderAck:
     )
 
 
+def _outcome(o: mpb.PlaceOrderOutcome) -> OrderAck | Exception:
+    if o.HasField("result"):
+        return _ack(o.result)
+    refused = from_upstream(o.refused.message)
+    return refused or ApiError(502, "UPSTREAM", f"matcher: {o.refused.message}")
+
+
 def _signed(order: SignedOrder) -> mpb.SignedOrder:
     return mpb.SignedOrder(order=encode_order(order.order), signature=order.signature)
+
+
+_Waiting = tuple[SignedOrder, "asyncio.Future[OrderAck | Exception]"]
+
+
+class Coalescer:
+    """Orders placed one by one but at the same time travel together in PlaceOrders calls.
+
+    At most `in_flight` calls run at once; each takes every order queued when it
+    starts (up to `limit`), in arrival order. A lone order goes at once, so this
+    adds no wait when idle; under load it spares the matcher and the gateway an
+    RPC per order (the matcher batches its work anyway). An order's answer is
+    exactly what PlaceOrder would have given it.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[SignedOrder]], Awaitable[list[OrderAck | Exception]]],
+        limit: int,
+        in_flight: int = 2,
+    ) -> None:
+        self.send = send
+        self.limit = limit
+        self.in_flight = in_flight
+        self._queue: list[_Waiting] = []
+        self._calls: set[asyncio.Task[None]] = set()  # running ones (a task needs a reference)
+        self._running = 0
+
+    async def place(self, order: SignedOrder) -> OrderAck:
+        answer: asyncio.Future[OrderAck | Exception] = asyncio.get_running_loop().create_future()
+        self._queue.append((order, answer))
+        self._start()
+        outcome = await answer
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _start(self) -> None:
+        while self._queue and self._running < self.in_flight:
+            batch = self._queue[: self.limit]
+            del self._queue[: self.limit]
+            self._running += 1
+            task = asyncio.create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[_Waiting]) -> None:
+        outcomes: Sequence[OrderAck | Exception]
+        try:
+            outcomes = await self.send([order for order, _ in batch])
+        except Exception as exc:  # the call failed (matcher down): so did every order in it
+            outcomes = [exc] * len(batch)
+        finally:
+            self._running -= 1
+        for (_, answer), outcome in zip(batch, outcomes, strict=True):
+            if not answer.done():
+                answer.set_result(outcome)
+        self._start()
 
 
 class GrpcMatcher:
@@ -96,10 +161,15 @@ class GrpcMatcher:
         self.stub = matcher_pb2_grpc.MatcherStub(channel)  # type: ignore[no-untyped-call]
         self.records = records
         self.timeout = timeout
+        self.coalescer = Coalescer(self.place_many, MAX_BATCH_ORDERS)
 
     async def place(self, order: SignedOrder) -> OrderAck:
-        request = mpb.PlaceOrderRequest(order=_signed(order))
-        return _ack(await call(self.stub.PlaceOrder(request, timeout=self.timeout), "matcher"))
+        return await self.coalescer.place(order)
+
+    async def place_many(self, orders: Sequence[SignedOrder]) -> list[OrderAck | Exception]:
+        request = mpb.PlaceOrdersRequest(orders=[_signed(o) for o in orders])
+        reply = await call(self.stub.PlaceOrders(request, timeout=self.timeout), "matcher")
+        return [_outcome(o) for o in reply.outcomes]
 
     async def amend(self, old_hash: bytes, order: SignedOrder) -> OrderAck:
         request = mpb.AmendOrderRequest(old_hash=old_hash, order=_signed(order))

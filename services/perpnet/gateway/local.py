@@ -88,6 +88,15 @@ class LocalExchange:
         await self._settle(result, before, now)
         return _ack(result)
 
+    async def place_many(self, orders: Sequence[SignedOrder]) -> list[OrderAck | Exception]:
+        acks: list[OrderAck | Exception] = []
+        for order in orders:
+            try:
+                acks.append(await self.place(order))
+            except CoreError as exc:
+                acks.append(exc)
+        return acks
+
     async def amend(self, old_hash: bytes, order: SignedOrder) -> OrderAck:
         before = self.engine.snapshot()
         now = self.clock()

@@ -198,6 +198,30 @@ class PlaceOrder(OrderFields):
     signature: Signature
 
 
+MAX_BATCH_ORDERS = 100
+
+
+class PlaceOrders(Request):
+    """Up to 100 (MAX_BATCH_ORDERS) signed orders, placed in the order given.
+
+    The items are checked one by one (each is a `PlaceOrder`), so a malformed
+    one is refused on its own instead of failing the whole request.
+    """
+
+    orders: Annotated[
+        list[dict[str, Any]],
+        Field(min_length=1, max_length=MAX_BATCH_ORDERS),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/PlaceOrder"},
+                "minItems": 1,
+                "maxItems": MAX_BATCH_ORDERS,
+            }
+        ),
+    ]
+
+
 class CancelOrder(Request):
     """A signed `Cancel(owner, orderHash, expiry)`; the order hash is in the path."""
 
@@ -519,10 +543,24 @@ class WithdrawalOut(BaseModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+    fields: list[dict[str, str]] | None = None  # INVALID_FIELD: each field and why
 
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class PlacedOut(BaseModel):
+    """One order of a batch: `status` is what POST /v1/orders would have answered for it,
+    with its `ack` (200) or its `error` (4xx/5xx)."""
+
+    status: int
+    ack: OrderAckOut | None = None
+    error: ErrorBody | None = None
+
+
+class PlacedBatchOut(BaseModel):
+    results: list[PlacedOut] = Field(description="one per posted order, in the same order")
 
 
 def jsonable(model: BaseModel) -> dict[str, Any]:

@@ -9,6 +9,18 @@ expiry) runs under one lock, in this order:
    transaction;
 4. only then is the caller answered.
 
+Placing is pipelined (group commit): orders queue while a micro-batch is in
+flight, and the next micro-batch takes every queued order. It matches them in
+memory in arrival order, submits all their fills in one SubmitTxs call (a
+prefix: the sequencer applies them in order and stops at a refusal), writes
+every touched row in one transaction, and only then answers each order: the
+same four steps, each paid once per micro-batch instead of once per order.
+If a fill of the micro-batch is refused, the book goes back to where it was
+before it (the live rows, which were written before it began) and its orders
+are placed again one at a time, exactly as above; fills that the sequencer
+already committed are recognised and not sent again, so the outcome is the
+one sequential placing would have had.
+
 So after a kill -9 the database holds every acknowledged order and the
 sequencer's log every committed fill. `recover` rebuilds the book from the
 live rows, each with remaining = min(row, size - filled on chain): fills
@@ -26,11 +38,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
 from typing import NamedTuple
 
+from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import MarketSet
 from perpnet.core.matching import (
     Cancel,
@@ -45,13 +58,36 @@ from perpnet.core.orders import Order, OrderKind, SignedOrder, TimeInForce
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Trade, Tx
 from perpnet.matcher.store import LIVE, OrderRow, OrderStore
-from perpnet.runtime.follower import RefusedError
+from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError
 from perpnet.runtime.models import OrderStatus
 
 FILL_REFUSED = "FILL_REFUSED"
 _ACCOUNT = re.compile(r"account (\d+)")
 
 Submit = Callable[[Tx], Awaitable[int]]  # SubmitTx: the seq, or raises RefusedError
+Submitted = int | RefusedError | None
+# SubmitTxs: in order, a seq for each applied, the RefusedError of the first one refused
+# and None for every later one (not applied).
+SubmitMany = Callable[[Sequence[Tx]], Awaitable[list[Submitted]]]
+MAX_BATCH_ORDERS = 256
+
+
+def one_by_one(submit: Submit) -> SubmitMany:
+    """SubmitMany's prefix contract over a one-at-a-time Submit."""
+
+    async def many(txs: Sequence[Tx]) -> list[Submitted]:
+        out: list[Submitted] = []
+        for tx in txs:
+            if out and not isinstance(out[-1], int):
+                out.append(None)
+                continue
+            try:
+                out.append(await submit(tx))
+            except RefusedError as refused:
+                out.append(refused)
+        return out
+
+    return many
 
 
 class Cancelled(NamedTuple):
@@ -76,6 +112,29 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(slots=True)
+class _Placing:
+    """An order waiting in (or placed by) a micro-batch, and its caller's answer."""
+
+    signed: SignedOrder
+    at_ms: int | None
+    answer: asyncio.Future[Outcome]
+    position: int = 0
+
+    def done(self, outcome: Outcome) -> None:
+        if not self.answer.done():  # the caller may have gone
+            self.answer.set_result(outcome)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc)
+
+
+def _key(trade: Trade) -> tuple[bytes, bytes, int, int]:
+    """A fill's identity (a taker meets a maker once per order): what a restamp keeps."""
+    return trade.maker.hash, trade.taker.hash, trade.size, trade.price
+
+
 class OrderDesk:
     """Book + persistence + submission; `state` is the replica of committed state."""
 
@@ -86,6 +145,8 @@ class OrderDesk:
         state: Callable[[], ExchangeState],
         submit: Submit,
         *,
+        submit_many: SubmitMany | None = None,
+        max_batch: int = MAX_BATCH_ORDERS,
         on_fill: Callable[[Fill], None] | None = None,
     ) -> None:
         self.markets = markets
@@ -93,9 +154,15 @@ class OrderDesk:
         self.store = store
         self.state = state
         self.submit = submit
+        self.submit_many = submit_many or one_by_one(submit)
+        self.max_batch = max_batch
         self.on_fill = on_fill
+        self._intake: list[_Placing] = []
+        self._drainer: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.match_seconds: list[float] = []  # drained by the service into its histogram
+        # (orders, seconds submitting, seconds writing) per micro-batch; drained likewise
+        self.batches: list[tuple[int, float, float]] = []
         self._seq = 0
         self._rows: dict[bytes, int] = {}  # live order -> its row's seq
         self._terminal: list[tuple[int, bytes]] = []  # (expiry, hash) of terminal rows
@@ -103,12 +170,26 @@ class OrderDesk:
     # -- commands -------------------------------------------------------------------
 
     async def place(self, signed: SignedOrder, at_ms: int | None = None) -> Outcome:
-        async with self.lock:
-            now = now_ms() if at_ms is None else at_ms
-            started = time.perf_counter()
-            result = self.engine.place(signed, now, position=self.position(signed.order))
-            self.match_seconds.append(time.perf_counter() - started)
-            return await self._settle([result], now)
+        """Place in the next micro-batch; answered once it is committed and written."""
+        placing = _Placing(signed, at_ms, asyncio.get_running_loop().create_future())
+        self._intake.append(placing)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await placing.answer
+
+    async def _drain(self) -> None:
+        while self._intake:
+            async with self.lock:
+                batch = self._intake[: self.max_batch]
+                del self._intake[: self.max_batch]
+                try:
+                    await self._place_batch(batch)
+                except Exception as exc:  # e.g. the row write failed: nobody is answered yes
+                    for placing in batch:
+                        placing.fail(exc)
+                finally:
+                    for placing in batch:
+                        placing.answer.cancel()  # a no-op for every answered one
 
     async def amend(self, old_hash: bytes, new: SignedOrder, at_ms: int | None = None) -> Outcome:
         async with self.lock:
@@ -168,15 +249,126 @@ class OrderDesk:
             if live.order.order.subaccount == order.subaccount and live.order.hash != exclude
         ]
 
+    # -- micro-batches --------------------------------------------------------------
+
+    async def _place_batch(self, batch: list[_Placing]) -> None:
+        now = now_ms()
+        placed: list[tuple[_Placing, PlaceResult]] = []
+        for placing in batch:
+            placing.at_ms = now if placing.at_ms is None else placing.at_ms
+            placing.position = self.position(placing.signed.order)
+            started = time.perf_counter()
+            try:
+                result = self.engine.place(placing.signed, placing.at_ms, position=placing.position)
+            except CoreError as exc:
+                placing.fail(exc)  # refused before anything changed
+                continue
+            self.match_seconds.append(time.perf_counter() - started)
+            placed.append((placing, result))
+        stamp = self._stamp()
+        trades = [
+            Trade(stamp, f.maker, f.taker, f.size, f.price) for _, r in placed for f in r.fills
+        ]
+        started = time.perf_counter()
+        submitted = await self._submit_prefix(trades)
+        submitting = time.perf_counter() - started
+        if not all(isinstance(s, int) for s in submitted):
+            await self._one_by_one([p for p, _ in placed], trades, submitted)
+            return
+        touched: dict[bytes, SignedOrder] = {}
+        reasons: dict[bytes, str] = {}
+        for _, result in placed:
+            touched[result.order.hash] = result.order
+            for fill in result.fills:
+                touched[fill.maker.hash] = fill.maker
+            for cancel in result.cancelled:
+                touched[cancel.order.hash] = cancel.order
+                reasons.setdefault(cancel.order.hash, cancel.reason)
+        started = time.perf_counter()
+        await self._persist(touched.values(), reasons, now)
+        self.batches.append((len(batch), submitting, time.perf_counter() - started))
+        for placing, result in placed:
+            if self.on_fill is not None:
+                for fill in result.fills:
+                    self.on_fill(fill)
+            cancelled = [Cancelled(c.order, c.size, c.reason) for c in result.cancelled]
+            placing.done(
+                Outcome(result.order, result.fills, result.resting, result.pending, cancelled)
+            )
+
+    async def _submit_prefix(self, trades: list[Trade]) -> list[Submitted]:
+        """Submit as a prefix; on CLOCK (another submitter's later stamp got in first) the
+        rest is restamped, in place in `trades`, and sent again."""
+        done: list[Submitted] = []
+        for _ in range(MAX_RESTAMPS):
+            if len(done) == len(trades):
+                return done
+            got = await self.submit_many(trades[len(done) :])
+            applied = next((i for i, s in enumerate(got) if not isinstance(s, int)), len(got))
+            done += got[:applied]
+            refused = got[applied] if applied < len(got) else None
+            if not isinstance(refused, RefusedError) or refused.code != ErrorCode.CLOCK:
+                return done + got[applied:]
+            first = len(done)
+            stamp = max(now_ms(), trades[first].timestamp_ms + 1)
+            trades[first:] = [replace(t, timestamp_ms=stamp) for t in trades[first:]]
+        clock = RefusedError(ErrorCode.CLOCK, "the sequencer's clock kept moving past ours")
+        return done + [clock] + [None] * (len(trades) - len(done) - 1)
+
+    async def _one_by_one(
+        self, placed: list[_Placing], trades: list[Trade], submitted: list[Submitted]
+    ) -> None:
+        """A fill of the micro-batch was refused: rewind the book to before the micro-batch,
+        then place its orders one at a time, reusing the fills already committed."""
+        committed = {
+            _key(t): s for t, s in zip(trades, submitted, strict=True) if isinstance(s, int)
+        }
+        sent = {_key(t): t for t in trades}
+
+        async def again(tx: Tx) -> int:
+            key = _key(tx) if isinstance(tx, Trade) else None
+            if key in committed:
+                return committed[key]
+            return await self.submit(sent.get(key, tx) if key else tx)
+
+        await self._rewind({p.signed.hash for p in placed})
+        for placing in placed:
+            assert placing.at_ms is not None
+            try:
+                result = self.engine.place(placing.signed, placing.at_ms, position=placing.position)
+                placing.done(await self._settle([result], placing.at_ms, submit=again))
+            except CoreError as exc:
+                placing.fail(exc)
+
+    async def _rewind(self, placed: set[bytes]) -> None:
+        """The engine as before the micro-batch: the live rows (all written before it began),
+        and every order seen except the micro-batch's own."""
+        now = self.engine.snapshot()
+        positions = {o.order.hash: o.position for o in now.orders if o.pending}
+        rows, _ = await self.store.load(live_only=True)
+        live = tuple(
+            OpenOrder(r.signed, r.remaining, r.status == OrderStatus.PENDING,
+                      positions.get(r.signed.hash, 0))
+            for r in rows
+        )  # fmt: skip
+        seen = tuple(s for s in now.seen if s[1] not in placed)
+        self.engine = MatchingEngine.restore(EngineSnapshot(live, seen, now.horizon), self.markets)
+
     # -- settling -------------------------------------------------------------------
 
-    async def _settle(self, results: list[PlaceResult], now: int, fired: bool = False) -> Outcome:
+    async def _settle(
+        self,
+        results: list[PlaceResult],
+        now: int,
+        fired: bool = False,
+        submit: Submit | None = None,
+    ) -> Outcome:
         """Submit the fills, undo refused ones, persist every touched order; the last outcome."""
         outcome = Outcome(None)
         touched: dict[bytes, SignedOrder] = {}
         reasons: dict[bytes, str] = {}
         for result in results:
-            outcome = await self._submit_fills(result)
+            outcome = await self._submit_fills(result, submit or self.submit)
             for c in outcome.cancelled:
                 reasons.setdefault(c.order.hash, c.reason)
             touched[result.order.hash] = result.order
@@ -192,7 +384,7 @@ class OrderDesk:
         await self._persist(touched.values(), reasons, now)
         return outcome
 
-    async def _submit_fills(self, result: PlaceResult) -> Outcome:
+    async def _submit_fills(self, result: PlaceResult, submit: Submit) -> Outcome:
         taker = result.order
         outcome = Outcome(taker)
         outcome.cancelled = [Cancelled(c.order, c.size, c.reason) for c in result.cancelled]
@@ -203,7 +395,7 @@ class OrderDesk:
                 continue
             trade = Trade(self._stamp(), fill.maker, fill.taker, fill.size, fill.price)
             try:
-                await self.submit(trade)
+                await submit(trade)
             except RefusedError as refused:
                 outcome.refusal = refused.message
                 if self._blames_maker(refused, fill):

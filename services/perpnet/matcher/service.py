@@ -1,11 +1,15 @@
 """The matcher service (gRPC perpnet.v1.Matcher) over perpnet.matcher.desk.
 
-PlaceOrder: strict decode, hash recomputed, signature verified, the margin
-engine's pre-trade check (skipped for reduce-only orders), then the desk
+PlaceOrder: strict decode, hash recomputed, signature verified, the
+pre-trade margin check (skipped for reduce-only orders), then the desk
 matches, submits the fills to the sequencer and persists before replying
-(see the desk's docstring for the durability argument). Conditional orders
-fire on the oracle prices of the committed log; expired orders are dropped
-on a timer. On start the replica catches up with the sequencer's log and the
+(see the desk's docstring for the durability argument and its micro-batches).
+The margin check is the margin engine's rule (perpnet.margin.risk.check_order)
+run on this service's own replica of committed state, which follows the same
+log as the margin engine's: no RPC per order (`margin_remote` asks the margin
+engine instead). PlaceOrders does the same for several orders in one call.
+Conditional orders fire on the oracle prices of the committed log; expired
+orders are dropped on a timer. On start the replica catches up with the sequencer's log and the
 book is rebuilt from the database before the service reports SERVING.
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
@@ -21,13 +25,14 @@ import grpc
 import grpc.aio
 from prometheus_client import Counter, Histogram
 
-from perpnet.core.encoding import decode_order, encode_order
+from perpnet.core.encoding import decode_order, encode_order, encode_tx
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.events import Event
 from perpnet.core.matching import Fill
-from perpnet.core.orders import SignedOrder
+from perpnet.core.orders import Order, SignedOrder
 from perpnet.core.txs import OraclePriceTick, Tx
-from perpnet.matcher.desk import Cancelled, OrderDesk, Outcome, now_ms
+from perpnet.margin.risk import check_order
+from perpnet.matcher.desk import MAX_BATCH_ORDERS, Cancelled, OrderDesk, Outcome, Submitted, now_ms
 from perpnet.matcher.store import OrderStore
 from perpnet.proto.v1 import margin_pb2, margin_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 from perpnet.runtime.channels import open_channel
@@ -36,6 +41,7 @@ from perpnet.runtime.db import Database
 from perpnet.runtime.follower import (
     ExchangeSettings,
     Follower,
+    RefusedError,
     repeat,
     sequencer_log,
     submit_stamped,
@@ -43,7 +49,7 @@ from perpnet.runtime.follower import (
 )
 from perpnet.runtime.grpc_server import Service
 from perpnet.runtime.redis import connect, ping
-from perpnet.runtime.sequencer_client import SequencerClient
+from perpnet.runtime.sequencer_client import Accepted, Refused, SequencerClient
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -57,6 +63,22 @@ MATCHING = Histogram(
     "perpnet_matcher_matching_seconds",
     "Time the matching engine takes for one order (in memory).",
     buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01),
+)
+MARGIN_CHECK = Histogram(
+    "perpnet_matcher_margin_check_seconds",
+    "The pre-trade margin check of one order (on the replica, or the margin engine's RPC).",
+    buckets=_LATENCY,
+)
+BATCH_ORDERS = Histogram(
+    "perpnet_matcher_batch_orders",
+    "Orders per micro-batch (matched, committed in one SubmitTxs, written in one transaction).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+BATCH_STAGE = Histogram(
+    "perpnet_matcher_batch_stage_seconds",
+    "Time per micro-batch in each stage: submit (SubmitTxs) and write (the rows).",
+    ("stage",),
+    buckets=_LATENCY,
 )
 ORDERS = Counter(
     "perpnet_matcher_orders", "Commands by outcome (ok or ErrorCode).", ("command", "outcome")
@@ -89,7 +111,10 @@ class MatcherSettings(ExchangeSettings):
     expire_interval_s: Seconds = 1.0
     book_levels: Annotated[int, Range(1, 10_000)] = 20  # GetBook depth when none is asked
     rpc_timeout_s: Seconds = 5.0
-    margin_check: bool = True  # ask the margin engine before accepting an order
+    margin_check: bool = True  # check initial margin before accepting an order
+    margin_remote: bool = False  # ask the margin engine (an RPC per order), not the replica
+    # Orders matched, committed and written together (and the most one PlaceOrders takes).
+    max_batch_orders: Annotated[int, Range(1, 10_000)] = MAX_BATCH_ORDERS
 
 
 def _cancelled(c: Cancelled) -> matcher_pb2.Cancelled:
@@ -115,7 +140,7 @@ def _result(outcome: Outcome) -> matcher_pb2.OrderResult:
     )
 
 
-async def _refuse(context: Context, exc: CoreError) -> NoReturn:
+def _status(exc: CoreError) -> grpc.StatusCode:
     status = _STATUS.get(exc.code)
     if status is None:
         status = (
@@ -123,7 +148,17 @@ async def _refuse(context: Context, exc: CoreError) -> NoReturn:
             if exc.code in _INVALID
             else grpc.StatusCode.FAILED_PRECONDITION
         )
-    await context.abort(status, str(exc))
+    return status
+
+
+def _submitted(reply: Accepted | Refused | None) -> Submitted:
+    if isinstance(reply, Accepted):
+        return reply.seq
+    return None if reply is None else RefusedError(reply.code, reply.message)
+
+
+async def _refuse(context: Context, exc: CoreError) -> NoReturn:
+    await context.abort(_status(exc), str(exc))
     raise AssertionError("unreachable")  # abort raises
 
 
@@ -134,19 +169,28 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     async def PlaceOrder(  # noqa: N802 - the name is the proto's
         self, request: matcher_pb2.PlaceOrderRequest, context: Context
     ) -> matcher_pb2.OrderResult:
-        started = time.perf_counter()
-        desk = self.matcher.desk
-        try:
-            signed = self.matcher.received(request.order)
-            await self.matcher.check_margin(signed)
-            outcome = await desk.place(signed)
-        except CoreError as exc:
-            ORDERS.labels("place", exc.code.value).inc()
-            await _refuse(context, exc)
-        self.matcher.observe_matching()
-        ORDERS.labels("place", "ok").inc()
-        ORDER_ACK.labels("place").observe(time.perf_counter() - started)
+        [outcome] = await self.matcher.place_many([request.order])
+        if isinstance(outcome, CoreError):
+            await _refuse(context, outcome)
         return _result(outcome)
+
+    async def PlaceOrders(  # noqa: N802 - the name is the proto's
+        self, request: matcher_pb2.PlaceOrdersRequest, context: Context
+    ) -> matcher_pb2.PlaceOrdersReply:
+        limit = self.matcher.settings.max_batch_orders
+        if len(request.orders) > limit:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{ErrorCode.INVALID_FIELD}: at most {limit} orders in one call",
+            )
+        reply = matcher_pb2.PlaceOrdersReply()
+        for outcome in await self.matcher.place_many(request.orders):
+            if isinstance(outcome, CoreError):
+                refusal = matcher_pb2.Refusal(status=_status(outcome).name, message=str(outcome))
+                reply.outcomes.add(refused=refusal)
+            else:
+                reply.outcomes.add(result=_result(outcome))
+        return reply
 
     async def AmendOrder(  # noqa: N802 - the name is the proto's
         self, request: matcher_pb2.AmendOrderRequest, context: Context
@@ -253,6 +297,8 @@ class Matcher(Service[MatcherSettings]):
             OrderStore(self.db, self.config.domain),
             lambda: self.follower.state,
             lambda tx: submit_stamped(self.sequencer, tx),
+            submit_many=self._submit_many,
+            max_batch=settings.max_batch_orders,
             on_fill=self._publish,
         )
         self.subscribers: set[asyncio.Queue[matcher_pb2.TradeEvent]] = set()
@@ -298,6 +344,48 @@ class Matcher(Service[MatcherSettings]):
 
     # -- order intake ---------------------------------------------------------------
 
+    async def place_many(
+        self, messages: Iterable[matcher_pb2.SignedOrder]
+    ) -> list[Outcome | CoreError]:
+        """Check each order, then place the ones that pass in the order given (one desk
+        micro-batch when nothing else is queued); an outcome or refusal for each."""
+        started = time.perf_counter()
+        checked = [await self._checked(m) for m in messages]
+        placing = [self.desk.place(s) for s in checked if isinstance(s, SignedOrder)]
+        placed = iter(await asyncio.gather(*placing, return_exceptions=True))
+        outcomes: list[Outcome | CoreError] = []
+        for signed in checked:
+            outcome = next(placed) if isinstance(signed, SignedOrder) else signed
+            if isinstance(outcome, BaseException) and not isinstance(outcome, CoreError):
+                raise outcome
+            outcomes.append(outcome)
+            ORDERS.labels(
+                "place", outcome.code.value if isinstance(outcome, CoreError) else "ok"
+            ).inc()
+        self.observe_matching()
+        took = time.perf_counter() - started
+        for outcome in outcomes:
+            if not isinstance(outcome, CoreError):
+                ORDER_ACK.labels("place").observe(took)
+        return outcomes
+
+    async def _checked(self, message: matcher_pb2.SignedOrder) -> SignedOrder | CoreError:
+        try:
+            signed = self.received(message)
+            await self.check_margin(signed)
+        except CoreError as exc:
+            return exc
+        return signed
+
+    async def _submit_many(self, txs: Sequence[Tx]) -> list[Submitted]:
+        """SubmitTxs for the desk: seqs, then the first refusal, then None (not applied)."""
+        try:
+            replies = await self.sequencer.submit_many([encode_tx(tx) for tx in txs])
+        except grpc.aio.AioRpcError as exc:
+            refused = RefusedError(exc.code().name, exc.details() or "")
+            return [refused, *([None] * (len(txs) - 1))]
+        return [_submitted(r) for r in replies]
+
     def received(self, message: matcher_pb2.SignedOrder) -> SignedOrder:
         """Decode strictly, recompute the hash, verify the owner's signature."""
         order = decode_order(message.order)
@@ -306,11 +394,20 @@ class Matcher(Service[MatcherSettings]):
         return signed
 
     async def check_margin(self, signed: SignedOrder, exclude: bytes = b"") -> None:
-        """The margin engine's pre-trade check; raises CoreError with its reason."""
+        """The pre-trade margin check; raises CoreError with its reason."""
         order = signed.order
         if order.reduce_only or not self.settings.margin_check:
             return
-        others = self.desk.open_orders(order, exclude)
+        with MARGIN_CHECK.time():
+            others = self.desk.open_orders(order, exclude)
+            if self.settings.margin_remote:
+                await self._check_remotely(order, others)
+                return
+            verdict = check_order(self.follower.state, order, others)
+        if not verdict.ok:
+            raise CoreError(ErrorCode(verdict.reason), verdict.message.split(": ", 1)[-1])
+
+    async def _check_remotely(self, order: Order, others: list[Order]) -> None:
         request = margin_pb2.CheckOrderRequest(
             order=encode_order(order), open_orders=[encode_order(o) for o in others]
         )
@@ -329,6 +426,11 @@ class Matcher(Service[MatcherSettings]):
         for seconds in self.desk.match_seconds:
             MATCHING.observe(seconds)
         self.desk.match_seconds.clear()
+        for orders, submitting, writing in self.desk.batches:
+            BATCH_ORDERS.observe(orders)
+            BATCH_STAGE.labels("submit").observe(submitting)
+            BATCH_STAGE.labels("write").observe(writing)
+        self.desk.batches.clear()
 
     # -- follow-ups -----------------------------------------------------------------
 

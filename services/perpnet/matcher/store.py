@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from perpnet.core.encoding import decode_order, encode_order
@@ -50,11 +52,14 @@ class OrderStore:
         self.db = db
         self.domain = domain
 
-    async def load(self) -> tuple[list[OrderRow], int]:
-        """Every row (live ones in seq order first) and the highest seq used."""
+    async def load(self, live_only: bool = False) -> tuple[list[OrderRow], int]:
+        """Every row (or only the live ones) in seq order, and the highest seq used."""
 
         def read(session: Session) -> tuple[list[OrderRow], int]:
-            records = session.scalars(select(RestingOrder).order_by(RestingOrder.seq)).all()
+            query = select(RestingOrder).order_by(RestingOrder.seq)
+            if live_only:
+                query = query.where(RestingOrder.status.in_(LIVE))
+            records = session.scalars(query).all()
             top = session.scalar(select(func.max(RestingOrder.seq))) or 0
             rows = [
                 OrderRow(unpack(r.signed_order, self.domain), r.seq, r.remaining, r.status)
@@ -83,26 +88,33 @@ class OrderStore:
 
 
 def _upsert(session: Session, rows: Sequence[OrderRow], now_ms: int) -> None:
-    for row in rows:
-        signed = row.signed
-        record = session.get(RestingOrder, signed.hash)
-        if record is None:
-            session.add(
-                RestingOrder(
-                    hash=signed.hash,
-                    signed_order=pack(signed),
-                    market_id=signed.order.market_id,
-                    owner=signed.order.owner,
-                    seq=row.seq,
-                    remaining=row.remaining,
-                    status=row.status,
-                    created_ms=now_ms,
-                    updated_ms=now_ms,
-                )
-            )
-        else:
-            record.seq = row.seq
-            record.remaining = row.remaining
-            record.status = row.status
-            record.updated_ms = now_ms
-        session.flush()  # row by row: a seq may move from one row to the next
+    """One INSERT .. ON CONFLICT UPDATE for all rows, executed row by row in their order
+    (a seq may move from one row to a later one: the caller writes the freed one first)."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(RestingOrder)
+    statement = statement.on_conflict_do_update(
+        index_elements=[RestingOrder.hash],
+        set_={
+            "seq": statement.excluded.seq,
+            "remaining": statement.excluded.remaining,
+            "status": statement.excluded.status,
+            "updated_ms": statement.excluded.updated_ms,
+        },
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "hash": row.signed.hash,
+                "signed_order": pack(row.signed),
+                "market_id": row.signed.order.market_id,
+                "owner": row.signed.order.owner,
+                "seq": row.seq,
+                "remaining": row.remaining,
+                "status": row.status,
+                "created_ms": now_ms,
+                "updated_ms": now_ms,
+            }
+            for row in rows
+        ],
+    )

@@ -41,6 +41,10 @@ class BatchReplica:
         """Back to genesis (to serve a batch older than where the replica stands)."""
         self.builder = BatchBuilder(ExchangeState(self.config))
 
+    def restore(self, batch_id: int, state: ExchangeState) -> None:
+        """Stand after `batch_id`, in `state` (a checkpoint's, checked by the caller)."""
+        self.builder = BatchBuilder(state, batch_id + 1)
+
     @property
     def next_batch_id(self) -> int:
         return self.builder.next_batch_id

@@ -2,7 +2,9 @@
 
 Each worker reads topics.BATCHES as consumer `consumer` of the `topics.PROVERS`
 group. For a batch it fetches the transactions (sequencer GetBatch with_txs),
-brings its replica to the state before the batch, proves the batch with
+brings its replica to the state before the batch (from the sequencer's newest
+checkpoint before it when that saves replaying batches, else by replaying
+them: a checkpoint that does not restore is skipped), proves the batch with
 perpnet.stark.batch_proof.prove_batch, stores the proof (proofs table; the
 batch becomes PROVEN), acknowledges the job and announces it on topics.PROOFS.
 
@@ -34,13 +36,14 @@ import grpc.aio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from perpnet.core.snapshot import SnapshotError
 from perpnet.proto.v1 import prover_pb2, prover_pb2_grpc
 from perpnet.prover import metrics
 from perpnet.prover.replica import BatchReplica, PreparedBatch, RecordedBatch, ReplicaDivergedError
 from perpnet.runtime import topics
 from perpnet.runtime.config import Range
 from perpnet.runtime.db import Database
-from perpnet.runtime.follower import ExchangeSettings
+from perpnet.runtime.follower import ExchangeSettings, SequencerLog, checkpoint_state
 from perpnet.runtime.grpc_server import Service, run_service
 from perpnet.runtime.models import BatchRecord, BatchStatus, ProofRecord
 from perpnet.runtime.redis import Job, StreamGroup, connect, ping
@@ -252,7 +255,8 @@ class ProverService(Service[ProverSettings]):
         await self.proofs.add({"batch_id": batch_id, "prover": self.consumer}, PROOFS_MAXLEN)
 
     async def _prepare(self, batch_id: int) -> PreparedBatch:
-        """The batch and the state before it: replay every earlier batch first."""
+        """The batch and the state before it: replay the earlier batches (after a checkpoint)."""
+        await self._skip_ahead(batch_id)
         if self.replica.next_batch_id > batch_id:
             self.replica.reset()
         while True:
@@ -262,6 +266,21 @@ class ProverService(Service[ProverSettings]):
             prepared = self.replica.advance(recorded, keep_pre_state=current == batch_id)
             if current == batch_id:
                 return prepared
+
+    async def _skip_ahead(self, batch_id: int) -> None:
+        """Stand at the newest checkpoint before `batch_id` if it saves replaying batches."""
+        current = self.replica.next_batch_id
+        if batch_id == 0 or current == batch_id:
+            return
+        found = await SequencerLog(self.sequencer).checkpoint(max_batch_id=batch_id - 1)
+        if found is None or (current < batch_id and found.batch_id < current):
+            return
+        try:
+            state = checkpoint_state(found, self.replica.config)
+        except SnapshotError as exc:
+            self.log.warning("checkpoint refused; replaying", extra={"error": str(exc)})
+            return
+        self.replica.restore(found.batch_id, state)
 
     async def _heartbeat(self, job: Job) -> None:
         """Keep our job from looking idle (and being reclaimed) while a long proof runs."""

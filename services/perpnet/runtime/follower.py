@@ -9,6 +9,12 @@ and then keeps up:
 - the durable source is the sequencer's log RPC (`GetTxs`): it fills every
   gap, whether the stream was trimmed, Redis lost entries or was down.
 
+A fresh follower whose log source also serves checkpoints (`sequencer_log`:
+the sequencer's `GetCheckpoint`) starts from the newest one instead of
+genesis, so a restart replays only the log after it. A checkpoint that is
+missing or does not restore (another configuration, corrupt bytes) is logged
+and the follower replays from genesis, as before.
+
 Transactions are applied in seq order (the first is 1) with
 `authenticated=True`, as the sequencer checked signatures at admission. A
 transaction the replica refuses means its configuration differs from the
@@ -23,13 +29,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import grpc
 import grpc.aio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from perpnet.core import snapshot
 from perpnet.core.encoding import decode_tx, encode_tx
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.events import Event
@@ -90,16 +97,58 @@ def _address(text: str, setting: str) -> bytes:
     return value
 
 
-def sequencer_log(client: SequencerClient, limit: int = 1000) -> LogPage:
-    """A page reader over the sequencer's durable log (its `GetTxs` RPC)."""
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A state checkpoint as the sequencer serves it (GetCheckpoint)."""
 
-    async def page(from_seq: int) -> list[tuple[int, bytes]]:
-        reply = await client.stub.GetTxs(
-            sequencer_pb2.GetTxsRequest(from_seq=from_seq, limit=limit), timeout=client.timeout_s
-        )
+    batch_id: int
+    last_seq: int
+    root: bytes
+    state: bytes  # perpnet.core.snapshot encoding
+
+
+@runtime_checkable
+class CheckpointSource(Protocol):
+    async def checkpoint(self, max_batch_id: int | None = None) -> Checkpoint | None:
+        """The newest checkpoint at or before `max_batch_id` (None: the newest), if any."""
+        ...
+
+
+class SequencerLog:
+    """The sequencer's durable log, page by page (`GetTxs`), and its checkpoints."""
+
+    def __init__(self, client: SequencerClient, limit: int = 1000) -> None:
+        self.client = client
+        self.limit = limit
+
+    async def __call__(self, from_seq: int) -> list[tuple[int, bytes]]:
+        request = sequencer_pb2.GetTxsRequest(from_seq=from_seq, limit=self.limit)
+        reply = await self.client.stub.GetTxs(request, timeout=self.client.timeout_s)
         return [(entry.seq, entry.tx) for entry in reply.txs]
 
-    return page
+    async def checkpoint(self, max_batch_id: int | None = None) -> Checkpoint | None:
+        request = sequencer_pb2.GetCheckpointRequest(max_batch_id=max_batch_id)
+        try:
+            reply = await self.client.stub.GetCheckpoint(request, timeout=self.client.timeout_s * 4)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+                return None
+            raise
+        return Checkpoint(reply.batch_id, reply.last_seq, reply.root, reply.state)
+
+
+def checkpoint_state(found: Checkpoint, config: ExchangeConfig) -> ExchangeState:
+    """The state a fetched checkpoint holds; SnapshotError unless it is intact, taken under
+    `config`, and the state of the root its batch recorded."""
+    state = snapshot.restore(found.state, config)
+    if state.root() != found.root:
+        raise snapshot.SnapshotError("it holds another state than its batch's root")
+    return state
+
+
+def sequencer_log(client: SequencerClient, limit: int = 1000) -> SequencerLog:
+    """A page reader over the sequencer's durable log that also fetches its checkpoints."""
+    return SequencerLog(client, limit)
 
 
 class FollowerDivergedError(RuntimeError):
@@ -126,6 +175,8 @@ class Follower:
         self.diverged: str | None = None
         self._redis = redis
         self._log_page = log_page
+        self._checkpoints = log_page if isinstance(log_page, CheckpointSource) else None
+        self.checkpoint: int | None = None  # the batch whose checkpoint the replica started from
         self._on_tx = on_tx
         self._stream = stream
         self._block_ms = block_ms
@@ -146,6 +197,29 @@ class Follower:
         self.last_seq = seq
         if self._on_tx is not None:
             self._on_tx(seq, tx, events)
+        return True
+
+    async def restore_checkpoint(self) -> bool:
+        """Start from the newest checkpoint rather than genesis; only before anything is applied.
+
+        `on_tx` is not called for the transactions the checkpoint already holds.
+        """
+        if self._checkpoints is None or self.last_seq != FIRST_SEQ - 1:
+            return False
+        found = await self._checkpoints.checkpoint()
+        if found is None:
+            return False
+        try:
+            state = checkpoint_state(found, self.state.config)
+        except snapshot.SnapshotError as exc:
+            log.warning("checkpoint refused; replaying from genesis", extra={"error": str(exc)})
+            return False
+        self.state, self.last_seq, self.checkpoint = state, found.last_seq, found.batch_id
+        log.info(
+            "replica restored from a checkpoint",
+            extra={"batch_id": found.batch_id, "last_seq": found.last_seq},
+        )
+        await self._notify()
         return True
 
     async def catch_up(self) -> int:
@@ -202,6 +276,7 @@ class Follower:
         while not stop.is_set():
             try:
                 if not caught_up:
+                    await self.restore_checkpoint()
                     await self.catch_up()
                     caught_up = True
                 await self.poll()

@@ -220,12 +220,18 @@ class RestingOrder(Base):
     updated_ms: Mapped[int] = mapped_column(BigInteger)
 
 
-class Checkpoint(Base):
-    """A serialized exchange state after a batch: restart replays only the log after it."""
+class StateCheckpoint(Base):
+    """The whole exchange state at a batch boundary: recovery replays only the log after it.
 
-    __tablename__ = "checkpoints"
+    `state` is perpnet.core.snapshot's encoding, which carries its own version,
+    root and checksum; `root` repeats the batch's new_root so that a checkpoint
+    can be checked against the batch row without decoding it.
+    """
+
+    __tablename__ = "state_checkpoints"
 
     batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)  # the last tx_log entry the state includes
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     state: Mapped[bytes] = mapped_column(LargeBinary)
     created_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,7 +1,8 @@
-"""What the oracle, prover and bridge need from the sequencer: submit, read state and batches.
+"""What the services need from the sequencer: submit, read state and batches.
 
-SubmitTx is idempotent by transaction hash, so a call that failed with
-UNAVAILABLE or a deadline is retried as it is. A refusal by the state machine
+SubmitTx and SubmitTxs (several transactions applied as a prefix, the
+matcher's micro-batches) are idempotent by transaction hash, so a call that
+failed with UNAVAILABLE or a deadline is retried as it is. A refusal by the state machine
 (FAILED_PRECONDITION / INVALID_ARGUMENT, "<ErrorCode>: message") is returned
 as `Refused` rather than raised: for a feeder it is an outcome, not a fault.
 """
@@ -9,7 +10,9 @@ as `Refused` rather than raised: for a feeder it is an outcome, not a fault.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import grpc.aio
@@ -20,6 +23,8 @@ from perpnet.proto.v1 import sequencer_pb2, sequencer_pb2_grpc
 from perpnet.runtime.channels import is_serving, open_channel
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+REFUSALS = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,12 @@ class Accepted:
 class Refused:
     code: str  # the core ErrorCode, or the gRPC status name when there is none
     message: str
+
+    @classmethod
+    def parse(cls, details: str, fallback: str) -> Refused:
+        """From "<ErrorCode>: message"; `fallback` is the code when there is none."""
+        code, _, message = details.partition(": ")
+        return cls(code, message) if message else cls(fallback, details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,27 +76,46 @@ class SequencerClient:
     async def serving(self) -> bool:
         return await is_serving(self.channel)
 
-    async def submit(self, tx: bytes) -> Accepted | Refused:
-        """Submit one encoded transaction; raises grpc.aio.AioRpcError once retries run out."""
+    async def _retried(self, call: Callable[[], Awaitable[R]]) -> R | Refused:
+        """`call()` again after UNAVAILABLE or a deadline (submissions are idempotent)."""
         for attempt in range(self.attempts):
             try:
-                reply = await self.stub.SubmitTx(
-                    sequencer_pb2.SubmitTxRequest(tx=tx), timeout=self.timeout_s
-                )
+                return await call()
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in RETRYABLE and attempt + 1 < self.attempts:
                     await asyncio.sleep(0.2 * (attempt + 1))
                     continue
-                if exc.code() in (
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                ):
-                    details = exc.details() or ""
-                    code, _, message = details.partition(": ")
-                    return Refused(code if message else exc.code().name, message or details)
+                if exc.code() in REFUSALS:
+                    return Refused.parse(exc.details() or "", exc.code().name)
                 raise
-            return Accepted(reply.seq, reply.batch_id, reply.duplicate)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def submit(self, tx: bytes) -> Accepted | Refused:
+        """Submit one encoded transaction; raises grpc.aio.AioRpcError once retries run out."""
+        request = sequencer_pb2.SubmitTxRequest(tx=tx)
+        reply = await self._retried(lambda: self.stub.SubmitTx(request, timeout=self.timeout_s))
+        if isinstance(reply, Refused):
+            return reply
+        return Accepted(reply.seq, reply.batch_id, reply.duplicate)
+
+    async def submit_many(self, txs: Sequence[bytes]) -> list[Accepted | Refused | None]:
+        """Submit encoded transactions as a prefix (SubmitTxs): for each, Accepted, or Refused
+        for the first refused one and None for the later ones, which were not applied.
+
+        A refusal of the whole call (a transaction that does not decode) is that
+        Refused for the first one. Raises grpc.aio.AioRpcError once retries run out.
+        """
+        request = sequencer_pb2.SubmitTxsRequest(txs=list(txs))
+        reply = await self._retried(lambda: self.stub.SubmitTxs(request, timeout=self.timeout_s))
+        if isinstance(reply, Refused):
+            return [reply, *(None for _ in txs[1:])]
+        out: list[Accepted | Refused | None] = []
+        for r in reply.results:
+            if r.applied:
+                out.append(Accepted(r.seq, r.batch_id, r.duplicate))
+            else:
+                out.append(Refused.parse(r.refused, "REFUSED") if r.refused else None)
+        return out
 
     async def state(self) -> sequencer_pb2.StateSummary:
         reply: sequencer_pb2.StateSummary = await self.stub.GetState(

@@ -8,7 +8,7 @@ gRPC `perpnet.v1.Sequencer` (proto/perpnet/v1/sequencer.proto):
   batch id). Idempotent by tx hash: a transaction already logged gets its
   original seq back with `duplicate`, so a client that lost a reply retries safely.
 - GetState, GetAccount (leaf and Merkle proof), GetBatch, StreamBatches, GetTxs,
-  StreamTxs: reads. State reads see only committed transactions; log and batch
+  StreamTxs, GetCheckpoint: reads. State reads see only committed transactions; log and batch
   reads come from the database, so followers (margin engine, gateway, prover,
   bridge) catch up from any seq or batch without Redis.
 
@@ -36,16 +36,19 @@ topics.TXLOG (seq, tx, batch_id) and each batch to topics.BATCHES
 before a crash or during a Redis outage is published later. Redis is not a
 readiness dependency: acknowledgements never wait for it.
 
-Recovery (at start, health NOT_SERVING until done): replay the whole log
-into a fresh state with signatures trusted (they were checked when first
-applied), re-cutting at the recorded batch boundaries; every recorded batch's
-root and public inputs must come out identical, or start-up stops with an
-error naming the batch. There is no checkpoint yet: the replay runs at the
-state machine's authenticated speed (measured here: about 4,000 trades/s,
-decoding included; deposits and withdrawals ~20,000/s), so an hour at the
-default full load (256 tx/s) restarts in about 4 minutes. That is fine for a
-testnet; the `checkpoints` table is there for when it is not (it needs a
-serialized ExchangeState, which the core does not have yet).
+Recovery (at start, health NOT_SERVING until done): restore the newest state
+checkpoint that checks out and replay only the log after it, with signatures
+trusted (they were checked when first applied), re-cutting at the recorded
+batch boundaries; every recorded batch's root and public inputs must come out
+identical, or start-up stops with an error naming the batch. A checkpoint
+checks out if its root is its batch's recorded root and its snapshot
+(perpnet.core.snapshot: versioned, checksummed) restores to that root; one
+that does not, or from which the log does not replay, is logged and skipped
+for the next older one, and in the end for genesis. The replay runs at the
+state machine's authenticated speed (about 4,000 trades/s), so the default
+checkpoint cadence (perpnet.sequencer.checkpoints: every 50 batches or
+20,000 log entries, the newest 3 kept) bounds a restart to a few seconds of
+replay plus the restore. GetCheckpoint serves checkpoints to followers.
 
 Settings: perpnet.sequencer.settings. Metrics: perpnet.sequencer.metrics.
 """

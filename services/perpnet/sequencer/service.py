@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from perpnet.core.batch import BatchBuilder, encode_diff
+from perpnet.core.batch import BatchBuilder
 from perpnet.core.crypto import keccak
 from perpnet.core.encoding import decode_tx
 from perpnet.core.errors import CoreError
@@ -25,9 +25,10 @@ from perpnet.proto.v1 import sequencer_pb2 as pb
 from perpnet.proto.v1 import sequencer_pb2_grpc as pb_grpc
 from perpnet.runtime.db import Database
 from perpnet.runtime.grpc_server import Service
-from perpnet.runtime.models import BatchRecord, BatchStatus
+from perpnet.runtime.models import BatchRecord
 from perpnet.runtime.redis import connect
 from perpnet.sequencer import metrics, store
+from perpnet.sequencer.checkpoints import Checkpointer
 from perpnet.sequencer.publisher import Publisher, wait_any
 from perpnet.sequencer.settings import SequencerSettings
 
@@ -49,7 +50,18 @@ class WriteFailedError(Exception):
     """The log write failed: the transaction is not acknowledged (a retry is safe)."""
 
 
-Outcome = Ack | CoreError | WriteFailedError
+class SkippedError(Exception):
+    """Not applied: an earlier transaction of the same prefix chain was not (SubmitTxs)."""
+
+
+Outcome = Ack | CoreError | WriteFailedError | SkippedError
+
+
+@dataclass(slots=True)
+class _Chain:
+    """Submissions applied as a prefix: once one is not applied, the later ones are skipped."""
+
+    broken: bool = False
 
 
 @dataclass(slots=True)
@@ -58,9 +70,12 @@ class _Pending:
     raw: bytes
     tx_hash: bytes
     received_ms: int
+    chain: _Chain | None = None
     future: asyncio.Future[Outcome] = field(default_factory=asyncio.Future)
 
     def resolve(self, outcome: Outcome) -> None:
+        if self.chain is not None and not isinstance(outcome, Ack):
+            self.chain.broken = True
         if not self.future.done():  # the caller may have gone (cancelled)
             self.future.set_result(outcome)
 
@@ -69,11 +84,20 @@ def _kind(tx: Tx) -> str:
     return TX_TYPES[type(tx)].name.lower()
 
 
+def _label(outcome: Outcome) -> str:
+    if isinstance(outcome, CoreError):
+        return outcome.code.value
+    if isinstance(outcome, SkippedError):
+        return "skipped"
+    return "duplicate" if isinstance(outcome, Ack) and outcome.duplicate else "applied"
+
+
 class Sequencer(Service[SequencerSettings]):
     def __init__(self, settings: SequencerSettings) -> None:
         super().__init__(settings)
         self.config = settings.exchange_config()
         self.db: Database | None = None
+        self.checkpoints: Checkpointer | None = None
         self.builder = BatchBuilder(ExchangeState(self.config))  # replaced by recovery
         self.last_seq = 0  # committed
         self.live = False  # recovered and not rebuilding
@@ -99,6 +123,8 @@ class Sequencer(Service[SequencerSettings]):
             self.log.warning("no oracle signers configured: every oracle tick will be refused")
         self.db = await self.resources.enter_async_context(Database(self.settings.database_url))
         await self.db.upgrade()
+        self.checkpoints = self._checkpointer(self.db)
+        self.resources.push_async_callback(self.checkpoints.close)
         await self._recover()
         client = connect(self.settings.redis_url)
         self.resources.push_async_callback(client.aclose)
@@ -119,12 +145,29 @@ class Sequencer(Service[SequencerSettings]):
         # Redis is not a dependency of readiness: acknowledgements never wait for it.
         return self.live and self.db is not None and await self.db.ping()
 
+    def _checkpointer(self, db: Database) -> Checkpointer:
+        s = self.settings
+        return Checkpointer(
+            db,
+            self.config,
+            every_batches=s.checkpoint_batches,
+            every_txs=s.checkpoint_txs,
+            keep=s.checkpoint_keep,
+            log=self.log,
+        )
+
     async def _recover(self) -> None:
-        """Replay the log into a fresh state (start, and after a failed write)."""
+        """Rebuild the state from the newest good checkpoint and the log after it (start, and
+        after a failed write)."""
         self.live = False
         started = time.perf_counter()
         db = self._database()
         recovered = await db.run(partial(store.replay, config=self.config))
+        for reason in recovered.skipped:
+            self.log.warning("checkpoint skipped", extra={"reason": reason})
+        if self.checkpoints is not None:
+            base = -1 if recovered.checkpoint is None else recovered.checkpoint
+            self.checkpoints.reset(base, recovered.start_seq)
         self.builder = recovered.builder
         self.last_seq = recovered.last_seq
         self._open_first_seq = recovered.open_first_seq
@@ -132,7 +175,7 @@ class Sequencer(Service[SequencerSettings]):
         self._deadline = self._last_cut + self._interval_s
         elapsed = time.perf_counter() - started
         metrics.RECOVERY_SECONDS.set(elapsed)
-        metrics.REPLAYED_TXS.set(recovered.last_seq)
+        metrics.REPLAYED_TXS.set(recovered.replayed)
         metrics.LAST_SEQ.set(self.last_seq)
         metrics.BATCH_ID.set(self.builder.next_batch_id - 1)
         metrics.OPEN_BATCH_TXS.set(len(self.builder))
@@ -144,6 +187,8 @@ class Sequencer(Service[SequencerSettings]):
                 "last_seq": self.last_seq,
                 "next_batch_id": self.builder.next_batch_id,
                 "open_batch_txs": len(self.builder),
+                "checkpoint": recovered.checkpoint,
+                "replayed": recovered.replayed,
                 "seconds": round(elapsed, 3),
             },
         )
@@ -159,6 +204,14 @@ class Sequencer(Service[SequencerSettings]):
         self._queue.append(pending)
         self._wake.set()
         return await pending.future
+
+    async def submit_prefix(self, txs: list[tuple[Tx, bytes]], received_ms: int) -> list[Outcome]:
+        """Queue `txs` back to back as one chain: applied in order up to the first not applied."""
+        chain = _Chain()
+        group = [_Pending(tx, raw, keccak(raw), received_ms, chain) for tx, raw in txs]
+        self._queue.extend(group)
+        self._wake.set()
+        return list(await asyncio.gather(*(p.future for p in group)))
 
     async def _write_loop(self) -> None:
         """The single writer: groups of submissions, and cuts when the interval is up."""
@@ -206,6 +259,9 @@ class Sequencer(Service[SequencerSettings]):
             cuts: list[tuple[BatchRecord, int]] = []
             seen: dict[bytes, Ack] = {h: Ack(s, b, True) for h, (s, b) in known.items()}
             for p in group:
+                if p.chain is not None and p.chain.broken:
+                    outcomes.append(SkippedError())
+                    continue
                 previous = seen.get(p.tx_hash)
                 if previous is not None:
                     outcomes.append(Ack(previous.seq, previous.batch_id, True))
@@ -214,6 +270,8 @@ class Sequencer(Service[SequencerSettings]):
                 result = self.builder.add(p.tx, authenticated=trusted)
                 metrics.APPLY_SECONDS.labels(_kind(p.tx)).observe(time.perf_counter() - started)
                 if isinstance(result, CoreError):
+                    if p.chain is not None:
+                        p.chain.broken = True
                     outcomes.append(result)
                     continue
                 seq = self.last_seq + len(rows) + 1
@@ -240,10 +298,7 @@ class Sequencer(Service[SequencerSettings]):
             self.last_seq += len(rows)
         for p, outcome in zip(group, outcomes, strict=True):
             p.resolve(outcome)
-            label = "duplicate" if isinstance(outcome, Ack) and outcome.duplicate else "applied"
-            metrics.TXS.labels(
-                _kind(p.tx), outcome.code.value if isinstance(outcome, CoreError) else label
-            ).inc()
+            metrics.TXS.labels(_kind(p.tx), _label(outcome)).inc()
         self._committed(cuts)
 
     async def _cut_on_time(self) -> None:
@@ -261,17 +316,9 @@ class Sequencer(Service[SequencerSettings]):
         started = time.perf_counter()
         batch = self.builder.cut()
         metrics.CUT_SECONDS.observe(time.perf_counter() - started)
-        inputs = batch.public_inputs
-        record = BatchRecord(
-            id=batch.batch_id,
-            old_root=inputs.old_root,
-            new_root=inputs.new_root,
-            first_seq=self._open_first_seq,
-            last_seq=last_seq,
-            public_inputs=inputs.encode(),
-            state_diff=encode_diff(batch.diff),
-        )
-        record.advance(BatchStatus.SEQUENCED, store.now_ms())
+        if self.checkpoints is not None:
+            self.checkpoints.on_cut(batch.batch_id, last_seq, self.builder.state)
+        record = store.batch_record(batch, self._open_first_seq, last_seq)
         self._open_first_seq = last_seq + 1
         now = time.monotonic()
         self._deadline = now + self._interval_s
@@ -291,6 +338,8 @@ class Sequencer(Service[SequencerSettings]):
         metrics.OPEN_BATCH_TXS.set(len(self.builder))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if self.checkpoints is not None:
+            self.checkpoints.committed()
 
     # ---------------------------------------------------------------- reads
 
@@ -314,22 +363,29 @@ class SequencerServicer(pb_grpc.SequencerServicer):
     def __init__(self, service: Sequencer) -> None:
         self.service = service
 
+    async def _admit(self, raws: Iterable[bytes], context: Context) -> list[tuple[Tx, bytes]]:
+        """Decode every transaction and check the service is live, or abort changing nothing."""
+        service = self.service
+        decoded: list[tuple[Tx, bytes]] = []
+        for raw in raws:
+            try:
+                decoded.append((decode_tx(raw, service.config.domain), raw))
+            except CoreError as exc:
+                metrics.TXS.labels("undecodable", exc.code.value).inc()
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if not service.live:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "rebuilding the state from the log")
+        return decoded
+
     async def SubmitTx(  # noqa: N802 - the proto's name
         self, request: pb.SubmitTxRequest, context: Context
     ) -> pb.SubmitTxReply:
         received_ms = store.now_ms()
-        service = self.service
-        try:
-            tx = decode_tx(request.tx, service.config.domain)
-        except CoreError as exc:
-            metrics.TXS.labels("undecodable", exc.code.value).inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if not service.live:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "rebuilding the state from the log")
-        outcome = await service.submit(tx, request.tx, received_ms)
+        [(tx, _)] = await self._admit([request.tx], context)
+        outcome = await self.service.submit(tx, request.tx, received_ms)
         if isinstance(outcome, CoreError):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(outcome))
-        if isinstance(outcome, WriteFailedError):
+        if not isinstance(outcome, Ack):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the log write failed; retry")
         return pb.SubmitTxReply(
             seq=outcome.seq,
@@ -337,6 +393,34 @@ class SequencerServicer(pb_grpc.SequencerServicer):
             batch_id=outcome.batch_id,
             duplicate=outcome.duplicate,
         )
+
+    async def SubmitTxs(  # noqa: N802 - the proto's name
+        self, request: pb.SubmitTxsRequest, context: Context
+    ) -> pb.SubmitTxsReply:
+        received_ms = store.now_ms()
+        txs = await self._admit(request.txs, context)
+        outcomes = await self.service.submit_prefix(txs, received_ms) if txs else []
+        if outcomes and isinstance(outcomes[0], WriteFailedError):  # nothing applied
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the log write failed; retry")
+        results = []
+        for (_, raw), outcome in zip(txs, outcomes, strict=True):
+            if isinstance(outcome, Ack):
+                results.append(
+                    pb.SubmitTxResult(
+                        applied=True,
+                        seq=outcome.seq,
+                        tx_hash=keccak(raw),
+                        batch_id=outcome.batch_id,
+                        duplicate=outcome.duplicate,
+                    )
+                )
+            elif isinstance(outcome, CoreError):
+                results.append(pb.SubmitTxResult(refused=str(outcome)))
+            elif isinstance(outcome, WriteFailedError):
+                results.append(pb.SubmitTxResult(refused="UNAVAILABLE: the log write failed"))
+            else:
+                results.append(pb.SubmitTxResult())
+        return pb.SubmitTxsReply(results=results)
 
     async def GetState(  # noqa: N802
         self, request: pb.GetStateRequest, context: Context
@@ -399,6 +483,18 @@ class SequencerServicer(pb_grpc.SequencerServicer):
         fetch = partial(self._txs, limit=DEFAULT_PAGE)
         async for tx in self.service.follow(fetch, _seq, max(1, request.from_seq)):
             yield tx
+
+    async def GetCheckpoint(  # noqa: N802
+        self, request: pb.GetCheckpointRequest, context: Context
+    ) -> pb.CheckpointReply:
+        limit = request.max_batch_id if request.HasField("max_batch_id") else None
+        db = self.service._database()
+        found = await db.run(partial(store.read_checkpoint, max_batch_id=limit))
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no checkpoint at or before that batch")
+        return pb.CheckpointReply(
+            batch_id=found.batch_id, last_seq=found.last_seq, root=found.root, state=found.state
+        )
 
     async def _txs(self, from_seq: int, limit: int) -> list[pb.LoggedTx]:
         db = self.service._database()

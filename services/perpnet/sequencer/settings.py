@@ -29,6 +29,12 @@ class SequencerSettings(ExchangeSettings):
     group_max_txs: Annotated[int, Range(1, 10_000)] = 256
     # Skip signature checks: only for a private network whose callers all verify.
     trust_callers: bool = False
+    # State checkpoints (perpnet.sequencer.checkpoints): one at the first cut after this many
+    # batches or log entries since the last (0 turns that trigger off); the newest
+    # `checkpoint_keep` are kept (0: none are written). Recovery replays only the log after one.
+    checkpoint_batches: Annotated[int, Range(0, 1_000_000)] = 50
+    checkpoint_txs: Annotated[int, Range(0, 100_000_000)] = 20_000
+    checkpoint_keep: Annotated[int, Range(0, 1_000)] = 3
 
     def __post_init__(self) -> None:
         self.exchange_config()  # a bad exchange configuration stops the start, named

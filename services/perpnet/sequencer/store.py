@@ -9,6 +9,13 @@ cut, in the same transaction as the entries that fill it if the cut happened
 during a group. So the log alone says where every batch boundary was: the
 replay re-cuts at the recorded boundaries and must reproduce every recorded
 root and public input exactly, or the sequencer refuses to start.
+
+Checkpoints (state_checkpoints) shorten that: the replay starts from the
+newest checkpoint that checks out (its root is its batch's recorded root and
+its snapshot restores to that root) and covers only the log after it. A
+checkpoint that does not check out, or from which the log does not replay, is
+skipped for the next older one, and in the end for genesis: a checkpoint can
+make recovery faster, never different.
 """
 
 from __future__ import annotations
@@ -18,15 +25,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from perpnet.core.batch import BatchBuilder
+from perpnet.core import snapshot
+from perpnet.core.batch import Batch, BatchBuilder, encode_diff
 from perpnet.core.encoding import decode_tx
 from perpnet.core.errors import CoreError
 from perpnet.core.state import ExchangeConfig, ExchangeState
 from perpnet.runtime.grpc_server import StartupError
-from perpnet.runtime.models import BatchRecord, TxLogEntry
+from perpnet.runtime.models import BatchRecord, BatchStatus, StateCheckpoint, TxLogEntry
 
 REPLAY_PAGE = 5_000
 
@@ -63,6 +71,22 @@ def write(session: Session, rows: Sequence[dict[str, Any]], batches: Iterable[Ba
     if rows:
         session.execute(insert(TxLogEntry), list(rows))
     session.add_all(batches)
+
+
+def batch_record(batch: Batch, first_seq: int, last_seq: int) -> BatchRecord:
+    """The row of a batch just cut, covering log entries first_seq..last_seq (SEQUENCED)."""
+    inputs = batch.public_inputs
+    record = BatchRecord(
+        id=batch.batch_id,
+        old_root=inputs.old_root,
+        new_root=inputs.new_root,
+        first_seq=first_seq,
+        last_seq=last_seq,
+        public_inputs=inputs.encode(),
+        state_diff=encode_diff(batch.diff),
+    )
+    record.advance(BatchStatus.SEQUENCED, now_ms())
+    return record
 
 
 def read_txs(session: Session, from_seq: int, limit: int) -> list[LogRow]:
@@ -125,10 +149,102 @@ class Recovered:
     last_seq: int
     open_first_seq: int  # the seq the open batch starts at
     root: bytes
+    checkpoint: int | None = None  # the batch whose checkpoint the replay started from
+    start_seq: int = 0  # the last seq that checkpoint includes (0: from genesis)
+    skipped: tuple[str, ...] = ()  # checkpoints passed over, and why
+
+    @property
+    def replayed(self) -> int:
+        """Log entries the replay applied."""
+        return self.last_seq - self.start_seq
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """Where a replay starts: genesis, or a checkpoint's state after `batch_id`."""
+
+    state: ExchangeState
+    next_batch_id: int = 0
+    last_seq: int = 0
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def write_checkpoint(
+    session: Session, batch_id: int, last_seq: int, root: bytes, state: bytes, keep: int
+) -> None:
+    """Store a checkpoint and drop all but the newest `keep`."""
+    session.add(
+        StateCheckpoint(
+            batch_id=batch_id, last_seq=last_seq, root=root, state=state, created_ms=now_ms()
+        )
+    )
+    session.flush()
+    kept = select(StateCheckpoint.batch_id).order_by(StateCheckpoint.batch_id.desc()).limit(keep)
+    session.execute(delete(StateCheckpoint).where(StateCheckpoint.batch_id.not_in(kept)))
+
+
+def read_checkpoint(session: Session, max_batch_id: int | None) -> StateCheckpoint | None:
+    """The newest checkpoint at or before `max_batch_id` (None: the newest) whose root is its
+    batch's recorded root."""
+    query = (
+        select(StateCheckpoint)
+        .join(BatchRecord, BatchRecord.id == StateCheckpoint.batch_id)
+        .where(
+            BatchRecord.new_root == StateCheckpoint.root,
+            BatchRecord.last_seq == StateCheckpoint.last_seq,
+        )
+        .order_by(StateCheckpoint.batch_id.desc())
+        .limit(1)
+    )
+    if max_batch_id is not None:
+        query = query.where(StateCheckpoint.batch_id <= max_batch_id)
+    return session.scalars(query).first()
+
+
+def _restore(session: Session, batch_id: int, config: ExchangeConfig) -> _Start:
+    """The checkpoint of `batch_id` as a replay start; RecoveryError if it does not check out."""
+    found = session.get(StateCheckpoint, batch_id)
+    record = session.get(BatchRecord, batch_id)
+    if found is None or record is None:
+        raise RecoveryError("its batch row is missing")
+    if (found.root, found.last_seq) != (record.new_root, record.last_seq):
+        raise RecoveryError(
+            f"it records root 0x{found.root.hex()} after seq {found.last_seq}; the batch"
+            f" records 0x{record.new_root.hex()} after seq {record.last_seq}"
+        )
+    try:
+        state = snapshot.restore(found.state, config)
+    except snapshot.SnapshotError as exc:
+        raise RecoveryError(exc.message) from None
+    if state.root() != found.root:
+        raise RecoveryError("its snapshot holds another state than the batch's")
+    return _Start(state, batch_id + 1, found.last_seq)
+
+
+# --------------------------------------------------------------------- recovery
 
 
 def replay(session: Session, config: ExchangeConfig) -> Recovered:
-    """Rebuild the state from the log, re-cutting at the recorded boundaries and checking each.
+    """Rebuild the state: from the newest checkpoint that checks out, else from genesis."""
+    skipped: list[str] = []
+    newest_first = select(StateCheckpoint.batch_id).order_by(StateCheckpoint.batch_id.desc())
+    for batch_id in list(session.scalars(newest_first)):
+        try:
+            recovered = _replay_from(session, config, _restore(session, batch_id, config))
+        except RecoveryError as exc:
+            skipped.append(f"checkpoint {batch_id}: {exc}")
+            continue
+        recovered.checkpoint, recovered.skipped = batch_id, tuple(skipped)
+        return recovered
+    recovered = _replay_from(session, config, _Start(ExchangeState(config)))
+    recovered.skipped = tuple(skipped)
+    return recovered
+
+
+def _replay_from(session: Session, config: ExchangeConfig, start: _Start) -> Recovered:
+    """Replay the log after `start`, re-cutting at the recorded boundaries and checking each.
 
     Transactions are applied authenticated: their signatures were checked when
     they were first applied.
@@ -142,12 +258,14 @@ def replay(session: Session, config: ExchangeConfig) -> Recovered:
                 BatchRecord.first_seq,
                 BatchRecord.last_seq,
                 BatchRecord.public_inputs,
-            ).order_by(BatchRecord.id)
+            )
+            .where(BatchRecord.id >= start.next_batch_id)
+            .order_by(BatchRecord.id)
         )
     ]
-    builder = BatchBuilder(ExchangeState(config))
+    builder = BatchBuilder(start.state, start.next_batch_id)
     pending = iter(recorded)
-    next_seq = open_first = 1
+    next_seq = open_first = start.last_seq + 1
 
     def cut_recorded() -> None:
         nonlocal open_first
@@ -170,6 +288,7 @@ def replay(session: Session, config: ExchangeConfig) -> Recovered:
 
     rows = session.execute(
         select(TxLogEntry.seq, TxLogEntry.tx, TxLogEntry.batch_id)
+        .where(TxLogEntry.seq > start.last_seq)
         .order_by(TxLogEntry.seq)
         .execution_options(yield_per=REPLAY_PAGE)
     )
@@ -190,6 +309,12 @@ def replay(session: Session, config: ExchangeConfig) -> Recovered:
                 " was the exchange configuration changed?"
             )
         next_seq += 1
-    for _ in range(len(recorded) - builder.next_batch_id):
+    for _ in recorded[builder.next_batch_id - start.next_batch_id :]:
         cut_recorded()
-    return Recovered(builder, next_seq - 1, open_first, builder.state.root())
+    return Recovered(
+        builder,
+        next_seq - 1,
+        open_first,
+        builder.state.root(),
+        start_seq=start.last_seq,
+    )

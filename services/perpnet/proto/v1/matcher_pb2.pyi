@@ -143,3 +143,31 @@ class ImpactPrices(_message.Message):
     impact_ask: str
     timestamp_ms: int
     def __init__(self, market_id: _Optional[int] = ..., impact_bid: _Optional[str] = ..., impact_ask: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class PlaceOrdersRequest(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[SignedOrder]
+    def __init__(self, orders: _Optional[_Iterable[_Union[SignedOrder, _Mapping]]] = ...) -> None: ...
+
+class PlaceOrderOutcome(_message.Message):
+    __slots__ = ("result", "refused")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    result: OrderResult
+    refused: Refusal
+    def __init__(self, result: _Optional[_Union[OrderResult, _Mapping]] = ..., refused: _Optional[_Union[Refusal, _Mapping]] = ...) -> None: ...
+
+class Refusal(_message.Message):
+    __slots__ = ("status", "message")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    message: str
+    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PlaceOrdersReply(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[PlaceOrderOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[PlaceOrderOutcome, _Mapping]]] = ...) -> None: ...

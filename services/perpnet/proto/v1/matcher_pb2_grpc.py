@@ -64,6 +64,11 @@ class MatcherStub:
                 request_serializer=perpnet_dot_v1_dot_matcher__pb2.GetImpactPricesRequest.SerializeToString,
                 response_deserializer=perpnet_dot_v1_dot_matcher__pb2.ImpactPrices.FromString,
                 _registered_method=True)
+        self.PlaceOrders = channel.unary_unary(
+                '/perpnet.v1.Matcher/PlaceOrders',
+                request_serializer=perpnet_dot_v1_dot_matcher__pb2.PlaceOrdersRequest.SerializeToString,
+                response_deserializer=perpnet_dot_v1_dot_matcher__pb2.PlaceOrdersReply.FromString,
+                _registered_method=True)
 
 
 class MatcherServicer:
@@ -110,6 +115,14 @@ class MatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceOrders(self, request, context):
+        """Several orders in one call, matched in the order given; each is accepted or refused
+        on its own (a refusal carries the same "<ErrorCode>: message" PlaceOrder would give).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +155,11 @@ def add_MatcherServicer_to_server(servicer, server):
                     servicer.GetImpactPrices,
                     request_deserializer=perpnet_dot_v1_dot_matcher__pb2.GetImpactPricesRequest.FromString,
                     response_serializer=perpnet_dot_v1_dot_matcher__pb2.ImpactPrices.SerializeToString,
+            ),
+            'PlaceOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceOrders,
+                    request_deserializer=perpnet_dot_v1_dot_matcher__pb2.PlaceOrdersRequest.FromString,
+                    response_serializer=perpnet_dot_v1_dot_matcher__pb2.PlaceOrdersReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +324,33 @@ class Matcher:
             '/perpnet.v1.Matcher/GetImpactPrices',
             perpnet_dot_v1_dot_matcher__pb2.GetImpactPricesRequest.SerializeToString,
             perpnet_dot_v1_dot_matcher__pb2.ImpactPrices.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/perpnet.v1.Matcher/PlaceOrders',
+            perpnet_dot_v1_dot_matcher__pb2.PlaceOrdersRequest.SerializeToString,
+            perpnet_dot_v1_dot_matcher__pb2.PlaceOrdersReply.FromString,
             options,
             channel_credentials,
             insecure,

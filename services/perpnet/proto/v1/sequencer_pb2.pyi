@@ -143,3 +143,49 @@ class StreamTxsRequest(_message.Message):
     FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     from_seq: int
     def __init__(self, from_seq: _Optional[int] = ...) -> None: ...
+
+class SubmitTxsRequest(_message.Message):
+    __slots__ = ("txs",)
+    TXS_FIELD_NUMBER: _ClassVar[int]
+    txs: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, txs: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SubmitTxResult(_message.Message):
+    __slots__ = ("applied", "seq", "tx_hash", "batch_id", "duplicate", "refused")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    seq: int
+    tx_hash: bytes
+    batch_id: int
+    duplicate: bool
+    refused: str
+    def __init__(self, applied: _Optional[bool] = ..., seq: _Optional[int] = ..., tx_hash: _Optional[bytes] = ..., batch_id: _Optional[int] = ..., duplicate: _Optional[bool] = ..., refused: _Optional[str] = ...) -> None: ...
+
+class SubmitTxsReply(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SubmitTxResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SubmitTxResult, _Mapping]]] = ...) -> None: ...
+
+class GetCheckpointRequest(_message.Message):
+    __slots__ = ("max_batch_id",)
+    MAX_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    max_batch_id: int
+    def __init__(self, max_batch_id: _Optional[int] = ...) -> None: ...
+
+class CheckpointReply(_message.Message):
+    __slots__ = ("batch_id", "last_seq", "root", "state")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    last_seq: int
+    root: bytes
+    state: bytes
+    def __init__(self, batch_id: _Optional[int] = ..., last_seq: _Optional[int] = ..., root: _Optional[bytes] = ..., state: _Optional[bytes] = ...) -> None: ...

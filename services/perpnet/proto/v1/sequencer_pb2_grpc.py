@@ -69,6 +69,16 @@ class SequencerStub:
                 request_serializer=perpnet_dot_v1_dot_sequencer__pb2.StreamTxsRequest.SerializeToString,
                 response_deserializer=perpnet_dot_v1_dot_sequencer__pb2.LoggedTx.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/perpnet.v1.Sequencer/GetCheckpoint',
+                request_serializer=perpnet_dot_v1_dot_sequencer__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=perpnet_dot_v1_dot_sequencer__pb2.CheckpointReply.FromString,
+                _registered_method=True)
+        self.SubmitTxs = channel.unary_unary(
+                '/perpnet.v1.Sequencer/SubmitTxs',
+                request_serializer=perpnet_dot_v1_dot_sequencer__pb2.SubmitTxsRequest.SerializeToString,
+                response_deserializer=perpnet_dot_v1_dot_sequencer__pb2.SubmitTxsReply.FromString,
+                _registered_method=True)
 
 
 class SequencerServicer:
@@ -125,6 +135,25 @@ class SequencerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The newest state checkpoint at or before a batch: a follower restores it and reads the
+        log only from `last_seq` + 1 on. NOT_FOUND if there is none (replay from genesis).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitTxs(self, request, context):
+        """Several transactions in one call (the matcher's fills of a micro-batch), applied in
+        order as a prefix: at the first one refused, the later ones are not applied
+        (`applied` false, no refusal of their own), so the caller can redecide them. Each
+        applied one is durable and idempotent by hash as with SubmitTx, so retrying the whole
+        call after UNAVAILABLE is safe. INVALID_ARGUMENT if any does not decode (nothing applied).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SequencerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +191,16 @@ def add_SequencerServicer_to_server(servicer, server):
                     servicer.StreamTxs,
                     request_deserializer=perpnet_dot_v1_dot_sequencer__pb2.StreamTxsRequest.FromString,
                     response_serializer=perpnet_dot_v1_dot_sequencer__pb2.LoggedTx.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=perpnet_dot_v1_dot_sequencer__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=perpnet_dot_v1_dot_sequencer__pb2.CheckpointReply.SerializeToString,
+            ),
+            'SubmitTxs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTxs,
+                    request_deserializer=perpnet_dot_v1_dot_sequencer__pb2.SubmitTxsRequest.FromString,
+                    response_serializer=perpnet_dot_v1_dot_sequencer__pb2.SubmitTxsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +392,60 @@ class Sequencer:
             '/perpnet.v1.Sequencer/StreamTxs',
             perpnet_dot_v1_dot_sequencer__pb2.StreamTxsRequest.SerializeToString,
             perpnet_dot_v1_dot_sequencer__pb2.LoggedTx.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/perpnet.v1.Sequencer/GetCheckpoint',
+            perpnet_dot_v1_dot_sequencer__pb2.GetCheckpointRequest.SerializeToString,
+            perpnet_dot_v1_dot_sequencer__pb2.CheckpointReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTxs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/perpnet.v1.Sequencer/SubmitTxs',
+            perpnet_dot_v1_dot_sequencer__pb2.SubmitTxsRequest.SerializeToString,
+            perpnet_dot_v1_dot_sequencer__pb2.SubmitTxsReply.FromString,
             options,
             channel_credentials,
             insecure,
