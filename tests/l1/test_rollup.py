@@ -231,7 +231,7 @@ def test_pause_stops_deposits_and_updates_but_not_exits_and_roles_are_enforced(
 
 def test_a_proof_of_the_maximum_size_travels_as_calldata(world: World) -> None:
     max_proof = world.gov.rollup.functions.MAX_PROOF().call()
-    assert max_proof == 200_000
+    assert max_proof == 262_144
     batch = world.builder.cut()
     proof = bytes(range(256)) * (max_proof // 256) + b"\x01" * (max_proof % 256)
     world.post(batch, proof)

@@ -154,14 +154,24 @@ def _checksum(address: bytes | str) -> str:
 
 
 class RollupClient:
-    """The rollup, its collateral token and its verifier, seen from one sender."""
+    """The rollup, its collateral token and its verifier, seen from one sender.
+
+    With a "facts" verifier a batch is posted as register_fact + update_state (the proof
+    is opaque to L1); with a "stark" verifier as update_state alone, its proof being
+    `stark_verifier.pack_batch_proof`'s bytes, checked on chain."""
 
     def __init__(
-        self, w3: Web3, contracts: dict[str, tuple[str, list[dict[str, Any]]]], sender: Sender
+        self,
+        w3: Web3,
+        contracts: dict[str, tuple[str, list[dict[str, Any]]]],
+        sender: Sender,
+        *,
+        verifier_kind: str = "facts",
     ) -> None:
         """`contracts` maps token, verifier and rollup to (address, abi), as deploy.py writes."""
         self.w3 = w3
         self.sender = sender
+        self.verifier_kind = verifier_kind
         self._contracts = contracts
         self.token: Contract = self._bind("token")
         self.verifier: Contract = self._bind("verifier")
@@ -173,7 +183,7 @@ class RollupClient:
 
     def as_sender(self, sender: Sender) -> RollupClient:
         """The same contracts, acting as someone else."""
-        return RollupClient(self.w3, self._contracts, sender)
+        return RollupClient(self.w3, self._contracts, sender, verifier_kind=self.verifier_kind)
 
     def _tx(self, call: ContractFunction) -> TxReceipt:
         return self.sender.transact(call)
@@ -249,7 +259,15 @@ class RollupClient:
 
     def register_fact(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
         """Register keccak(pi_hash || keccak(proof)); only after the Python verifier accepted it."""
+        self._facts_only("register_fact")
         return self._tx(self._fact_call(_pi_bytes(public_inputs), proof))
+
+    def _facts_only(self, what: str) -> None:
+        if self.verifier_kind != "facts":
+            raise ValueError(
+                f"{what}: the rollup's verifier checks proofs on chain ({self.verifier_kind}); "
+                "post with update_state / post_updates"
+            )
 
     def _update_call(self, data: bytes, proof: bytes) -> ContractFunction:
         return self.rollup.functions.update_state(data, proof)
@@ -264,12 +282,23 @@ class RollupClient:
         order, pipelined (Sender.transact_all): a backlog of k batches takes about one
         block, not 2k. Returns the (fact, update) receipts of the batches that landed, a
         prefix, and the error that stopped the rest, if any."""
+        self._facts_only("post_batches")
         calls: list[ContractFunction] = []
         for data, proof in batches:
             calls += [self._fact_call(data, proof), self._update_call(data, proof)]
         receipts, error = self.sender.transact_all(calls)
         pairs = list(zip(receipts[::2], receipts[1::2], strict=False))
         return pairs, error
+
+    def post_updates(
+        self, batches: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[list[TxReceipt], Exception | None]:
+        """update_state for each (public inputs, proof), in batch order, pipelined like
+        post_batches but registering nothing: how a rollup whose verifier checks proofs
+        on chain is posted to (proof = `stark_verifier.pack_batch_proof(...)`). Returns
+        the receipts of the batches that landed, a prefix, and the error that stopped the
+        rest, if any."""
+        return self.sender.transact_all([self._update_call(d, p) for d, p in batches])
 
     def claim(self) -> tuple[int, TxReceipt]:
         receipt = self._tx(self.rollup.functions.claim())

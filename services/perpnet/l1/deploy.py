@@ -1,5 +1,12 @@
 """One command deploys the L1 side: compile, deploy token + verifier + rollup, write the file.
 
+The rollup's verifier is one of two kinds (`Deployment.verifier_kind`):
+- "facts": the fact registry; the bridge checks each proof in Python and registers its
+  fact before update_state (today's default);
+- "stark": stark_batch_verifier.vy in front of the on-chain STARK verifier (its batch
+  evaluator, FRI): update_state takes `stark_verifier.pack_batch_proof`'s bytes and
+  every batch proof is checked on chain; nothing is registered.
+
 The file (default `.perpnet/l1.json`) holds the chain id, the addresses, the
 ABIs and each contract's source hash, and is what every service reads to
 reach L1. Deploying is idempotent: if the file names this chain, code is
@@ -11,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,7 @@ from perpnet.core.markets import DEFAULT_MARKETS, Market
 from perpnet.core.state import ExchangeState
 from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.compile import Artifact, compile_all
+from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
 
 DEFAULT_PATH = Path(".perpnet/l1.json")
 # Testnet defaults: seconds, not StarkEx's 7 days and 2 days, so drills finish.
@@ -28,6 +36,7 @@ TESTNET_GRACE_PERIOD_S = 120
 TESTNET_RECLAIM_DELAY_S = 300
 # (name in the file, compiled contract)
 CONTRACTS = (("token", "collateral_token"), ("verifier", "fact_registry"), ("rollup", "rollup"))
+VERIFIER_KINDS = ("facts", "stark")
 
 
 @dataclass(frozen=True)
@@ -44,12 +53,16 @@ class Deployment:
     addresses: dict[str, str]
     abis: dict[str, list[dict[str, Any]]]
     source_hashes: dict[str, str]
+    verifier_kind: str = "facts"
+    """"facts" or "stark" (see the module's docstring); files written before it are facts."""
+    proof_params: dict[str, int] = field(default_factory=dict)
+    """The STARK parameters the on-chain verifier accepts (stark only)."""
 
     def contracts(self) -> dict[str, tuple[str, list[dict[str, Any]]]]:
         return {name: (self.addresses[name], self.abis[name]) for name in self.addresses}
 
     def client(self, w3: Web3, sender: Sender) -> RollupClient:
-        return RollupClient(w3, self.contracts(), sender)
+        return RollupClient(w3, self.contracts(), sender, verifier_kind=self.verifier_kind)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,21 +85,55 @@ def _market_params(markets: tuple[Market, ...]) -> list[tuple[int, int, int]]:
     return [(m.market_id, m.step_size, m.atomic_resolution) for m in markets]
 
 
-def _reusable(w3: Web3, path: Path, artifacts: dict[str, Artifact]) -> Deployment | None:
+def _artifacts(verifier: str) -> dict[str, Artifact]:
+    """Each contract of a deployment with this kind of verifier, by its name in the file."""
+    compiled = compile_all()
+    out = {name: compiled[contract] for name, contract in CONTRACTS}
+    if verifier == "stark":
+        from perpnet.l1 import stark_verifier as sv  # the STARK stack: only when used
+
+        out["verifier"] = sv.compile_stark(sv.BATCH_VERIFIER)
+        out["stark_verifier"] = sv.compile_stark(sv.VERIFIER)
+    return out
+
+
+def _reusable(
+    w3: Web3, path: Path, artifacts: dict[str, Artifact], verifier: str, params: dict[str, int]
+) -> Deployment | None:
     if not path.exists():
         return None
     try:
         found = Deployment.load(path)
     except (ValueError, TypeError, KeyError):
         return None
-    if found.chain_id != w3.eth.chain_id:
+    if found.chain_id != w3.eth.chain_id or found.verifier_kind != verifier:
         return None
-    for name, contract in CONTRACTS:
-        if found.source_hashes.get(name) != artifacts[contract].source_hash:
+    if found.proof_params != params:
+        return None
+    for name, artifact in artifacts.items():
+        if found.source_hashes.get(name) != artifact.source_hash:
             return None
-        if not w3.eth.get_code(Web3.to_checksum_address(found.addresses[name])):
+        address = found.addresses.get(name)
+        if address is None or not w3.eth.get_code(Web3.to_checksum_address(address)):
             return None
     return found
+
+
+def _deploy_verifier(
+    deployer: Sender,
+    artifacts: dict[str, Artifact],
+    verifier: str,
+    registrar: str,
+    params: ProofParams,
+) -> dict[str, str]:
+    """The rollup's verifier ("verifier") and, for stark, the STARK verifier behind it."""
+    if verifier == "facts":
+        art = artifacts["verifier"]
+        return {"verifier": deployer.deploy(art.abi, art.bytecode, deployer.address, registrar)}
+    from perpnet.l1 import stark_verifier as sv
+
+    adapter, stark = sv.deploy_batch_verifier(deployer, params)
+    return {"verifier": adapter, "stark_verifier": stark.address}
 
 
 def deploy(
@@ -102,12 +149,26 @@ def deploy(
     state: ExchangeState | None = None,
     rpc_url: str = "",
     force: bool = False,
+    verifier: str = "facts",
+    proof_params: ProofParams = DEFAULT_PARAMS,
 ) -> Deployment:
     """Deploy (or reuse) the contracts; the deployer is governance, and by default operator
-    and fact registrar too. `state` is the L2 genesis (a fresh ExchangeState by default)."""
-    artifacts = compile_all()
+    and fact registrar too. `state` is the L2 genesis (a fresh ExchangeState by default).
+    `verifier` is "facts" or "stark"; the stark verifier accepts `proof_params` only."""
+    if verifier not in VERIFIER_KINDS:
+        raise ValueError(f"verifier must be one of {VERIFIER_KINDS}, not {verifier!r}")
+    if verifier == "stark":
+        from perpnet.l1 import stark_verifier as sv
+
+        if not sv.evaluator_supports(markets):
+            raise ValueError(
+                "the on-chain batch evaluator was generated for other markets "
+                "(regenerate with `python -m perpnet.l1.air_codegen`)"
+            )
+    artifacts = _artifacts(verifier)
+    params = asdict(proof_params) if verifier == "stark" else {}
     if path is not None and not force:
-        found = _reusable(w3, path, artifacts)
+        found = _reusable(w3, path, artifacts, verifier, params)
         if found is not None:
             return found
     governance = deployer.address
@@ -121,12 +182,12 @@ def deploy(
         return deployer.deploy(artifact.abi, artifact.bytecode, *args)
 
     block = w3.eth.block_number
-    token = create("collateral_token", governance)
-    verifier = create("fact_registry", governance, registrar)
+    token = create("token", governance)
+    verifiers = _deploy_verifier(deployer, artifacts, verifier, registrar, proof_params)
     rollup = create(
         "rollup",
         token,
-        verifier,
+        verifiers["verifier"],
         governance,
         operator,
         grace_period,
@@ -136,7 +197,7 @@ def deploy(
         orders_root,
         globals_,
     )
-    addresses = {"token": token, "verifier": verifier, "rollup": rollup}
+    addresses = {"token": token, **verifiers, "rollup": rollup}
     root = bytes(
         w3.eth.contract(address=Web3.to_checksum_address(rollup), abi=artifacts["rollup"].abi)
         .functions.state_root()
@@ -155,8 +216,10 @@ def deploy(
         deposit_reclaim_delay=deposit_reclaim_delay,
         genesis_root=root.hex(),
         addresses=addresses,
-        abis={name: artifacts[contract].abi for name, contract in CONTRACTS},
-        source_hashes={name: artifacts[contract].source_hash for name, contract in CONTRACTS},
+        abis={name: artifacts[name].abi for name in addresses},
+        source_hashes={name: artifacts[name].source_hash for name in addresses},
+        verifier_kind=verifier,
+        proof_params=params,
     )
     if path is not None:
         deployment.write(path)

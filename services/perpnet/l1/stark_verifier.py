@@ -35,9 +35,14 @@ from vyper.compiler.input_bundle import FilesystemInputBundle  # type: ignore[im
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
+from perpnet.core.batch import PublicInputs
 from perpnet.core.crypto import keccak
+from perpnet.core.markets import Market, MarketSet
+from perpnet.core.state import StateDiff
 from perpnet.l1.client import Sender
 from perpnet.l1.compile import CONTRACTS, Artifact, cache_dir
+from perpnet.stark.batch_proof import BatchProof
+from perpnet.stark.batch_statement import statement_bytes
 from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
 
 LIBRARY = "stark_lib"
@@ -230,3 +235,42 @@ def deploy_verifier(
         params.final_poly_size,
     )
     return StarkVerifier(sender.w3, address, evaluator, fri, params)
+
+
+# ---------------------------------------------------------------- the rollup's batch verifier
+
+BATCH_VERIFIER = "stark_batch_verifier"
+"""rollup.vy's IVerifier for batch STARKs: checks the statement natively (what
+batch_statement.derive_public checks and the evaluator does not), then forwards the proof
+to the STARK verifier."""
+
+
+def pack_batch_proof(
+    public_inputs: PublicInputs, diff: StateDiff, proof: BatchProof | bytes
+) -> bytes:
+    """The rollup's `proof` argument for a batch in stark mode: the calldata of the STARK
+    verifier's verify_proof(statement, stark proof), which stark_batch_verifier.vy checks
+    and forwards unchanged (no re-encoding on chain)."""
+    bp = proof if isinstance(proof, BatchProof) else BatchProof.decode(proof)
+    return encode_call(statement_bytes(public_inputs, diff, bp.extras), bp.stark)
+
+
+def evaluator_supports(markets: tuple[Market, ...]) -> bool:
+    """Whether the committed batch evaluator was generated for this market set."""
+    from perpnet.l1 import air_codegen as cg  # heavy (the batch AIR): only when deploying
+    from perpnet.stark.batch_layout import market_constants
+
+    ms = MarketSet(markets)
+    text = cg.markets_module(ms, cg.probe_air(market_constants(ms)))
+    return text == (CONTRACTS / f"{BATCH_EVALUATOR}_markets.vy").read_text()
+
+
+def deploy_batch_verifier(
+    sender: Sender, params: ProofParams = DEFAULT_PARAMS
+) -> tuple[str, StarkVerifier]:
+    """The whole on-chain verifier of batch proofs: the batch evaluator and its parts, FRI,
+    the STARK verifier for `params` and stark_batch_verifier in front of them. Returns the
+    address to give the rollup and the STARK verifier behind it."""
+    stark = deploy_verifier(sender, deploy_batch_evaluator(sender), params=params)
+    art = compile_stark(BATCH_VERIFIER)
+    return sender.deploy(art.abi, art.bytecode, stark.address), stark

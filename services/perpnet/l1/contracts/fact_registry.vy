@@ -8,8 +8,8 @@
         make any state update pass; the proof is not checked on chain.
 """
 
-# A proof travels as calldata; 200 KB holds a STARK proof at 100 bits of security.
-MAX_PROOF: public(constant(uint256)) = 200_000
+# A proof travels as calldata; as rollup.MAX_PROOF (a STARK proof with its statement).
+MAX_PROOF: public(constant(uint256)) = 262_144
 
 event FactRegistered:
     fact: indexed(bytes32)

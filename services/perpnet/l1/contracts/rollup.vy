@@ -20,7 +20,7 @@ from ethereum.ercs import IERC20
 interface IVerifier:
     def verify(public_inputs_hash: bytes32, proof: Bytes[MAX_PROOF]) -> bool: view
 
-MAX_PROOF: public(constant(uint256)) = 200_000
+MAX_PROOF: public(constant(uint256)) = 262_144  # a packed batch proof: statement + STARK
 MAX_PUBLIC_INPUTS: public(constant(uint256)) = 65_536
 MAX_MARKETS: public(constant(uint256)) = 32
 TREE_DEPTH: public(constant(uint256)) = 32

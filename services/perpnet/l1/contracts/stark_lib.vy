@@ -20,7 +20,7 @@ PPPP: constant(uint256) = P | (P << 64) | (P << 128) | (P << 192)  # p in every 
 M128: constant(uint256) = 340282366920938463463374607431768211455
 MAX_QUERIES: constant(uint256) = 64
 # Bounds of the AIR evaluator interface (stark_verifier.IAirEvaluator)
-MAX_PUBLIC: constant(uint256) = 65_600
+MAX_PUBLIC: constant(uint256) = 131_072  # a 512-transaction batch statement, ~200 accounts: ~104 KB
 MAX_PROOF: constant(uint256) = 200_000
 # Variable-length regions of the proof (leaves, out-of-domain values, final polynomial)
 # are hashed from fixed-size calldata windows, so no buffer of the proof's maximum size

@@ -1,0 +1,425 @@
+"""The rollup with its batch proofs checked on chain (deploy(verifier="stark")), on a real
+anvil: real L2 batches (deposits, trades with oracle and funding ticks, a withdrawal)
+proven with prove_batch are accepted in order and move the root; a tampered STARK proof,
+a tampered statement and public inputs that are not the statement's revert with the
+contract's reason, and perpnet.stark's verify_batch gives the same verdict on each.
+Gas per update_state is printed with -s. Uses the session anvil of tests/l1/conftest.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from perpnet.bench.stf import workload
+from perpnet.core.batch import Batch, BatchBuilder, PublicInputs, encode_diff
+from perpnet.core.crypto import keccak
+from perpnet.core.errors import CoreError
+from perpnet.core.markets import DEFAULT_MARKETS, USD, MarketSet
+from perpnet.core.state import ExchangeState, Globals, StateDiff
+from perpnet.core.txs import Deposit, Tx
+from perpnet.l1 import stark_verifier as sv
+from perpnet.l1.anvil import DEV_KEY, Anvil
+from perpnet.l1.client import L1RevertError, RollupClient, Sender
+from perpnet.l1.deploy import Deployment, deploy
+from perpnet.stark.batch_bench import fresh_prices
+from perpnet.stark.batch_proof import BatchProof, prove_batch, verify_batch
+from perpnet.stark.batch_statement import StatementExtras, statement_bytes
+from perpnet.stark.errors import StarkError
+from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
+from perpnet.testkit import Desk, trader
+
+FAST = ProofParams(num_queries=20, grinding_bits=4)
+"""Fewer queries, less grinding: the on-chain verifier takes any parameters it was
+deployed for, and these prove in a fraction of the default's time."""
+
+TRADERS = [trader(f"stark-{i}") for i in range(40)]
+ALICE, BOB, CAROL = TRADERS[0], TRADERS[17], TRADERS[39]
+
+
+@dataclass
+class Proven:
+    batch: Batch
+    proof: BatchProof
+    deposits: tuple[Deposit, ...]  # the L1 deposits it consumes, in order
+
+    @property
+    def pi(self) -> PublicInputs:
+        return self.batch.public_inputs
+
+
+@dataclass
+class Story:
+    """L2 batches proven off chain, from `genesis`; each test posts them to its own rollup."""
+
+    genesis: ExchangeState
+    batches: list[Proven]
+    params: ProofParams
+
+
+def build(genesis: ExchangeState, blocks: list[list[Tx]], params: ProofParams) -> list[Proven]:
+    """Cut one batch per block of transactions and prove each from its pre-state."""
+    state = copy.deepcopy(genesis)
+    builder = BatchBuilder(state)
+    out = []
+    for txs in blocks:
+        before = copy.deepcopy(state)
+        for tx in txs:
+            result = builder.add(tx, authenticated=True)
+            assert not isinstance(result, CoreError), (tx, result)
+        batch = builder.cut()
+        deposits = tuple(tx for tx in txs if isinstance(tx, Deposit))
+        out.append(Proven(batch, prove_batch(before, batch, params), deposits))
+    return out
+
+
+@pytest.fixture(scope="module")
+def story() -> Story:
+    """40 deposits and a trade; a funding tick, an oracle tick and trades between accounts
+    far apart in the tree (sparse multiproofs); a withdrawal (a one-leaf multiproof)."""
+    desk = Desk()
+    genesis = desk.state()
+    blocks: list[list[Tx]] = [
+        [
+            desk.price(0, 50_000 * USD),
+            *(desk.deposit(key, 10_000 * USD) for key in TRADERS),
+            desk.cross(ALICE, BOB, 0, False, 10**9, 50_000 * USD),
+        ],
+        [
+            desk.funding((0, 2_000_000)),
+            desk.price(0, 51_000 * USD),
+            desk.cross(BOB, ALICE, 0, False, 10**8, 51_000 * USD),
+            desk.cross(CAROL, ALICE, 0, True, 10**8, 51_000 * USD),
+        ],
+        [desk.withdraw(BOB, 10 * USD, 0)],
+    ]
+    return Story(genesis, build(genesis, blocks, FAST), FAST)
+
+
+def stark_rollup(
+    w3: Web3, genesis: ExchangeState, params: ProofParams, deposits: list[Deposit]
+) -> tuple[Deployment, RollupClient]:
+    """A fresh stark-mode deployment from `genesis`, with these deposits recorded on L1."""
+    sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
+    deployment = deploy(
+        w3, sender, path=None, state=copy.deepcopy(genesis), verifier="stark", proof_params=params
+    )
+    gov = deployment.client(w3, sender)
+    total = sum(d.amount for d in deposits)
+    gov.sender.transact(gov.token.functions.mint(sender.address, total))
+    gov.approve(total)
+    calls = [
+        gov.rollup.functions.deposit(Web3.to_checksum_address(d.owner), d.subaccount, d.amount)
+        for d in deposits
+    ]
+    receipts, error = gov.sender.transact_all(calls)
+    assert error is None and len(receipts) == len(deposits)
+    return deployment, gov
+
+
+@pytest.fixture
+def rollup(w3: Web3, story: Story) -> tuple[Deployment, RollupClient]:
+    return stark_rollup(
+        w3, story.genesis, story.params, [d for p in story.batches for d in p.deposits]
+    )
+
+
+def reverts(reason: str) -> pytest.RaisesExc[L1RevertError]:
+    return pytest.raises(L1RevertError, match=f"^{re.escape(reason)}")
+
+
+def packed(p: Proven) -> bytes:
+    return sv.pack_batch_proof(p.pi, p.batch.diff, p.proof)
+
+
+def python_accepts(
+    pi: PublicInputs, diff: StateDiff, proof: BatchProof, params: ProofParams
+) -> bool:
+    try:
+        verify_batch(pi, diff, proof, params)
+    except StarkError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ honest batches
+
+
+def test_batch_verifier_fits_eip170() -> None:
+    assert sv.runtime_size(sv.BATCH_VERIFIER) <= sv.EIP170_LIMIT
+
+
+def test_deployment_says_it_verifies_on_chain(
+    rollup: tuple[Deployment, RollupClient], w3: Web3
+) -> None:
+    deployment, gov = rollup
+    assert deployment.verifier_kind == "stark"
+    assert deployment.proof_params == dataclasses.asdict(FAST)
+    assert gov.rollup.functions.verifier().call() == deployment.addresses["verifier"]
+    assert w3.eth.get_code(Web3.to_checksum_address(deployment.addresses["stark_verifier"]))
+    with pytest.raises(ValueError, match="checks proofs on chain"):
+        gov.register_fact(b"", b"")
+    with pytest.raises(ValueError, match="checks proofs on chain"):
+        gov.post_batches([(b"", b"")])
+    sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
+    with pytest.raises(ValueError, match="generated for other markets"):
+        deploy(w3, sender, path=None, verifier="stark", markets=DEFAULT_MARKETS[:2])
+    with pytest.raises(ValueError, match="verifier must be one of"):
+        deploy(w3, sender, path=None, verifier="fact")
+
+
+def test_deployment_file_is_reused_only_for_the_same_verifier(w3: Web3, tmp_path: Path) -> None:
+    path = tmp_path / "l1.json"
+    sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
+    first = deploy(w3, sender, path=path, verifier="stark", proof_params=FAST)
+    assert Deployment.load(path) == first
+    assert deploy(w3, sender, path=path, verifier="stark", proof_params=FAST) == first
+    other_params = deploy(w3, sender, path=path, verifier="stark")
+    assert other_params.addresses["verifier"] != first.addresses["verifier"]
+    facts = deploy(w3, sender, path=path)
+    assert facts.verifier_kind == "facts" and facts.addresses["rollup"] != first.addresses["rollup"]
+    assert "stark_verifier" not in facts.addresses
+
+
+def test_honest_batches_are_accepted_in_order_and_move_the_root(
+    rollup: tuple[Deployment, RollupClient], story: Story
+) -> None:
+    _, gov = rollup
+    first, *rest = story.batches
+    ids = [a.account_id for a in rest[0].batch.diff.accounts]
+    assert max(b - a for a, b in itertools.pairwise(ids)) > 16  # a sparse multiproof
+    assert len(rest[1].batch.diff.accounts) == 1  # a one-leaf multiproof
+    for p in story.batches:
+        assert python_accepts(p.pi, p.batch.diff, p.proof, story.params)
+    with reverts("batch id is not the next one"):
+        gov.update_state(rest[0].pi, packed(rest[0]))
+    receipt = gov.update_state(first.pi, packed(first))
+    assert gov.state_root() == first.batch.diff.new_root
+    assert gov.pending_deposit(0).status == 2  # consumed
+    receipts, error = gov.post_updates([(p.pi.encode(), packed(p)) for p in rest])
+    assert error is None and len(receipts) == len(rest)
+    assert gov.state_root() == story.batches[-1].batch.diff.new_root
+    assert gov.next_batch_id() == len(story.batches)
+    assert gov.claimable(BOB.address) == 10 * USD
+    names = ("deposits", "trades+ticks", "withdrawal")
+    for name, r in zip(names, [receipt, *receipts], strict=True):
+        print(f"\nstark update_state ({name}, FAST params): {r['gasUsed']:,} gas")
+
+
+# ------------------------------------------------------------------ tampering
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    out = bytearray(data)
+    out[at] ^= 1
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Case:
+    """What is posted: public inputs, the diff and extras the statement is made of, the
+    STARK; and the reason the chain must give."""
+
+    name: str
+    reason: str
+    pi: PublicInputs
+    diff: StateDiff
+    extras: StatementExtras
+    stark: bytes
+    posted_pi: PublicInputs | None = None  # the rollup's public inputs, if not the statement's
+
+
+def cases(p: Proven) -> Iterator[Case]:
+    pi, diff, ex, stark = p.pi, p.batch.diff, p.proof.extras, p.proof.stark
+
+    def case(name: str, reason: str, **changes: object) -> Case:
+        base = Case(name, reason, pi, diff, ex, stark)
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+    def rehashed(d: StateDiff) -> PublicInputs:
+        return replace(pi, diff_hash=keccak(encode_diff(d)))
+
+    yield case("stark proof", "", stark=_flip(stark, len(stark) // 2))
+    yield case("stark proof's last byte", "", stark=_flip(stark, len(stark) - 1))
+    account = diff.accounts[0]
+    leaf = replace(account, new_leaf=_flip(account.new_leaf, 39))  # collateral's low byte
+    bad = replace(diff, accounts=(leaf, *diff.accounts[1:]))
+    yield case("diff leaf", "diff_hash does not match the state diff", diff=bad)
+    yield case(
+        "diff leaf, diff hash recomputed",
+        "new accounts: leaves do not open to the root",
+        diff=bad,
+        pi=rehashed(bad),
+    )
+    order = diff.orders[0]
+    filled = replace(order, new_filled=order.new_filled + 1)
+    bad = replace(diff, orders=(filled, *diff.orders[1:]))
+    yield case(
+        "order fill, diff hash recomputed",
+        "new orders: leaves do not open to the root",
+        diff=bad,
+        pi=rehashed(bad),
+    )
+    yield case(
+        "accounts multiproof node",
+        "old accounts: leaves do not open to the root",
+        extras=replace(ex, accounts_proof=_flip(ex.accounts_proof, len(ex.accounts_proof) - 1)),
+    )
+    yield case(
+        "orders multiproof node",
+        "old orders: leaves do not open to the root",
+        extras=replace(ex, orders_proof=_flip(ex.orders_proof, len(ex.orders_proof) - 1)),
+    )
+    header = _flip(ex.accounts_proof, 5)  # the index count
+    yield case(
+        "accounts multiproof header",
+        "multiproof indices differ from the diff",
+        extras=replace(ex, accounts_proof=header),
+    )
+    yield case(
+        "old globals",
+        "old root does not open to the given accounts/orders roots and globals",
+        diff=replace(diff, old_globals=_flip(diff.old_globals, 7)),  # the clock
+    )
+    kind, market, value = ex.ticks[-1]
+    ticks = (*ex.ticks[:-1], (kind, market, value + DEFAULT_MARKETS[0].tick_size))
+    yield case(
+        "oracle tick",
+        "prices or funding indices differ from the replayed ticks",
+        extras=replace(ex, ticks=ticks),
+    )
+    yield case(
+        "last versions (the evaluator's products)",
+        "",
+        extras=replace(ex, last_versions=tuple(v + 1 for v in ex.last_versions)),
+    )
+    g = Globals.decode(pi.globals, MarketSet())
+    more = _globals_bytes(replace(g, num_accounts=g.num_accounts + 1))
+    yield case(
+        "account count",
+        "account count does not match the new accounts",
+        pi=replace(pi, globals=more),
+        diff=replace(diff, new_globals=more),
+    )
+    more = _globals_bytes(replace(g, total_deposited=g.total_deposited + 1))
+    yield case(
+        "total deposited",
+        "total deposited does not match the deposits",
+        pi=replace(pi, globals=more),
+        diff=replace(diff, new_globals=more),
+    )
+    yield case(
+        "public inputs not the statement's",
+        "the statement is for other public inputs",
+        posted_pi=replace(pi, accounts_root=b"\x07" * 32),
+    )
+
+
+def test_tampered_batches_revert_with_a_reason_and_python_agrees(
+    rollup: tuple[Deployment, RollupClient], story: Story
+) -> None:
+    _, gov = rollup
+    first, second, *_ = story.batches
+    gov.update_state(first.pi, packed(first))
+    root = gov.state_root()
+    seen = []
+    for c in cases(second):
+        posted = c.posted_pi or c.pi
+        python = python_accepts(posted, c.diff, BatchProof(c.extras, c.stark), story.params)
+        assert not python, c.name
+        statement = statement_bytes(c.pi, c.diff, c.extras)
+        with pytest.raises(L1RevertError) as info:
+            gov.update_state(posted, sv.encode_call(statement, c.stark))
+        reason = info.value.reason
+        assert reason and "reverted" not in reason, (c.name, reason)
+        if c.reason:
+            assert reason == c.reason, (c.name, reason)
+        seen.append(f"{c.name}: {reason}")
+    print("\n" + "\n".join(seen))
+    assert gov.state_root() == root
+    gov.update_state(second.pi, packed(second))
+    assert gov.state_root() == second.batch.diff.new_root
+
+
+def test_malformed_packing_is_refused(
+    rollup: tuple[Deployment, RollupClient], story: Story
+) -> None:
+    _, gov = rollup
+    first = story.batches[0]
+    good = packed(first)
+    with reverts("not a packed batch proof"):
+        gov.update_state(first.pi, b"\x00" * 4 + good[4:])
+    with reverts("packed proof truncated"):
+        gov.update_state(first.pi, good[:90])
+    with reverts("not a packed batch proof"):
+        gov.update_state(first.pi, first.proof.encode())  # the bridge's format, unpacked
+    statement, stark = sv.decode_call(good)
+    with reverts("statement length does not match its parts"):
+        gov.update_state(first.pi, sv.encode_call(statement[:-1], stark))
+    with reverts("statement truncated"):
+        gov.update_state(first.pi, sv.encode_call(statement[:150], stark))
+    gov.update_state(first.pi, good)
+
+
+# ------------------------------------------------------------------ gas
+
+
+def test_batch_sizes_fit_and_gas_per_update_state(w3: Web3, anvil: Anvil) -> None:
+    """Default parameters, the stf workload with 200 accounts (a warm-up batch, then the
+    measured one): the packed proof fits rollup.MAX_PROOF and update_state's gas."""
+    rows = []
+    for size in GAS_SIZES:
+        desk, setup, work = workload(2, size, 200, 1)
+        prices: dict[int, int] = {}
+        warm = fresh_prices(desk, [*setup, *work[0]], prices)
+        measured = fresh_prices(desk, work[1], prices)
+        genesis = ExchangeState(desk.config)
+        warm_p, p = build(genesis, [warm, measured], DEFAULT_PARAMS)
+        _, gov = stark_rollup(w3, genesis, DEFAULT_PARAMS, list(warm_p.deposits))
+        gov.update_state(warm_p.pi, packed(warm_p))
+        data = packed(p)
+        assert len(data) <= gov.rollup.functions.MAX_PROOF().call()
+        receipt = gov.update_state(p.pi, data)
+        assert gov.state_root() == p.batch.diff.new_root
+        statement = sv.decode_call(data)[0]
+        calldata = sv.Gas.of(0, p.pi.encode() + data).calldata
+        rows.append(
+            (size, len(p.batch.diff.accounts), len(statement), len(p.proof.stark),
+             receipt["gasUsed"], calldata)
+        )  # fmt: skip
+    print("\n txs  accounts  statement B  stark B    update_state gas  (calldata)")
+    for size, accts, stmt, stark, gas, calldata in rows:
+        print(f"{size:>4} {accts:>9} {stmt:>12,} {stark:>8,} {gas:>19,}  ({calldata:,})")
+
+
+GAS_SIZES = (64, 512)
+
+
+def _globals_bytes(g: Globals) -> bytes:
+    """Globals.decode's inverse (the layout of ExchangeState.globals_bytes)."""
+    out = [
+        g.clock_ms.to_bytes(8, "big"),
+        g.next_deposit_id.to_bytes(8, "big"),
+        g.next_forced_id.to_bytes(8, "big"),
+        g.num_accounts.to_bytes(8, "big"),
+        g.num_orders.to_bytes(8, "big"),
+        g.last_funding_ms.to_bytes(8, "big", signed=True),
+        g.total_deposited.to_bytes(16, "big"),
+        g.total_withdrawn.to_bytes(16, "big"),
+    ]
+    for m in sorted(g.prices):
+        out += [
+            m.to_bytes(2, "big"),
+            g.prices[m].to_bytes(16, "big"),
+            g.price_times[m].to_bytes(8, "big"),
+            g.indices[m].to_bytes(16, "big", signed=True),
+        ]
+    return b"".join(out)
