@@ -91,8 +91,14 @@ def world(anvil: Anvil, w3: Web3) -> World:
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     desk = Desk()
     state = desk.state()
-    deployment = deploy(
-        w3, sender, path=None, grace_period=GRACE_S, deposit_reclaim_delay=RECLAIM_S, state=state
+    deployment = deploy(  # fact registry: these tests post placeholder proofs
+        w3,
+        sender,
+        path=None,
+        grace_period=GRACE_S,
+        deposit_reclaim_delay=RECLAIM_S,
+        state=state,
+        verifier="facts",
     )
     return World(
         anvil, w3, deployment, deployment.client(w3, sender), desk, state, BatchBuilder(state)

@@ -19,9 +19,10 @@ def test_deploy_writes_addresses_and_abis_and_reuses_live_contracts(
 ) -> None:
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     path = tmp_path / "l1.json"
-    first = deploy(w3, sender, path=path)
+    first = deploy(w3, sender, path=path)  # the default: proofs checked on chain
     data = json.loads(path.read_text())
-    assert set(data["addresses"]) == {"token", "verifier", "rollup"}
+    assert set(data["addresses"]) == {"token", "verifier", "stark_verifier", "rollup"}
+    assert first.verifier_kind == "stark"
     assert any(item.get("name") == "update_state" for item in data["abis"]["rollup"])
     again = deploy(w3, sender, path=path)
     assert again.addresses == first.addresses == Deployment.load(path).addresses
@@ -36,10 +37,10 @@ def test_deploy_redeploys_when_the_file_names_contracts_that_are_not_there(
 ) -> None:
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     path = tmp_path / "l1.json"
-    stale = deploy(w3, sender, path=path)
+    stale = deploy(w3, sender, path=path, verifier="facts")
     empty = "0x" + "11" * 20
     Deployment(**{**stale.__dict__, "addresses": dict.fromkeys(stale.addresses, empty)}).write(path)
-    fresh = deploy(w3, sender, path=path)
+    fresh = deploy(w3, sender, path=path, verifier="facts")
     assert fresh.addresses["rollup"] != empty and w3.eth.get_code(fresh.addresses["rollup"])
 
 

@@ -184,7 +184,7 @@ def test_deployment_file_is_reused_only_for_the_same_verifier(w3: Web3, tmp_path
     assert deploy(w3, sender, path=path, verifier="stark", proof_params=FAST) == first
     other_params = deploy(w3, sender, path=path, verifier="stark")
     assert other_params.addresses["verifier"] != first.addresses["verifier"]
-    facts = deploy(w3, sender, path=path)
+    facts = deploy(w3, sender, path=path, verifier="facts")
     assert facts.verifier_kind == "facts" and facts.addresses["rollup"] != first.addresses["rollup"]
     assert "stark_verifier" not in facts.addresses
 

@@ -9,9 +9,11 @@ Three loops, each idempotent and restartable at any point:
   transactions and forced requests ForcedWithdrawal transactions, in id order
   from the L2 counters (GetState): a restart resubmits nothing already applied.
 - Poster: strictly in batch order. The next batch is L1's `next_batch_id`; once
-  its proof is stored, the bridge verifies it in Python (verify_batch), registers
-  the fact, posts update_state with the public inputs, and marks the batch
-  VERIFIED with its L1 transaction and gas. A batch the prover refused (FAILED)
+  its proof is stored, the bridge verifies it in Python (verify_batch: an early
+  warning), then posts update_state with the public inputs and either the proof
+  packed with its statement (the rollup verifies it on chain: the default) or the
+  plain proof after registering its fact (a fact-registry deployment), and marks
+  the batch VERIFIED with its L1 transaction and gas. A batch the prover refused (FAILED)
   or whose proof does not verify blocks posting (`perpnet_bridge_blocked`).
 - Tracker: each cut batch's withdrawals get a record (requested at the log
   entry's time, batched at the cut); proven and verified are stamped when the
@@ -43,6 +45,7 @@ from perpnet.core.txs import Deposit, ForcedWithdrawal, Tx
 from perpnet.l1.anvil import DEV_KEY
 from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.deploy import DEFAULT_PATH, Deployment
+from perpnet.l1.stark_verifier import pack_batch_proof
 from perpnet.proto.v1 import bridge_pb2, bridge_pb2_grpc
 from perpnet.runtime import topics
 from perpnet.runtime.config import ConfigError, Range, env_name
@@ -389,32 +392,37 @@ class BridgeService(Service[BridgeSettings]):
             found = await self.db.run(partial(records.batch_to_post, batch_id=batch_id))
             if found is None or (found.proof is None and found.failure is None):
                 break
-            why = await self._unpostable(found)
-            if why is not None:
+            checked = await self._checked(found)
+            if isinstance(checked, str):
                 if not ready:
-                    return self._block(batch_id, why)
+                    return self._block(batch_id, checked)
                 break  # post the ones before it; the next round stops here
-            assert found.proof is not None  # _unpostable said so
-            ready.append((batch_id, found.public_inputs, found.proof))
+            ready.append((batch_id, found.public_inputs, checked))
         self._unblock()
         if not ready:
             return False
         for batch_id, _, _ in ready:
             await self.db.run(partial(records.mark_posted, batch_id=batch_id, at_ms=now_ms()))
-        landed, error = await self.l1(
-            self.client.post_batches, [(pi, proof) for _, pi, proof in ready]
-        )
-        for (batch_id, _, _), (fact, update) in zip(ready, landed, strict=False):
-            await self._verified(batch_id, fact, update)
+        posts = [(pi, proof) for _, pi, proof in ready]
+        landed: list[tuple[TxReceipt, ...]]
+        if self.client.verifier_kind == "stark":
+            updates, error = await self.l1(self.client.post_updates, posts)
+            landed = [(update,) for update in updates]
+        else:
+            pairs, error = await self.l1(self.client.post_batches, posts)
+            landed = list(pairs)
+        for (batch_id, _, _), receipts in zip(ready, landed, strict=False):
+            await self._verified(batch_id, receipts)
         if error is not None:
             if not landed:
                 raise error
             self.log.warning("posting stopped", extra={"after": next_id + len(landed) - 1})
         return bool(landed)
 
-    async def _unpostable(self, found: records.ToPost) -> str | None:
-        """Why a stored batch cannot be posted (refused by the prover, or a proof that the
-        off-chain verifier rejects: the early warning before L1), or None."""
+    async def _checked(self, found: records.ToPost) -> bytes | str:
+        """The proof bytes to post for a stored batch (packed with its statement when the
+        rollup verifies on chain), or why it cannot be posted: refused by the prover, or
+        a proof the off-chain verifier rejects (the early warning before L1)."""
         if found.failure is not None or found.proof is None:
             return f"the prover refused it: {found.failure}"
         old_globals = self.genesis_globals if found.old_globals is None else found.old_globals
@@ -426,11 +434,16 @@ class BridgeService(Service[BridgeSettings]):
         except Exception as exc:
             metrics.POSTED.labels("rejected").inc()
             return f"its proof does not verify: {exc!r}"
-        return None
+        if self.client.verifier_kind == "stark":
+            return pack_batch_proof(statement.public_inputs, statement.diff, found.proof)
+        return found.proof
 
-    async def _verified(self, batch_id: int, fact: TxReceipt, update: TxReceipt) -> None:
-        gas = int(fact["gasUsed"]) + int(update["gasUsed"])
-        metrics.STATE_UPDATE_GAS.labels("fact").observe(int(fact["gasUsed"]))
+    async def _verified(self, batch_id: int, receipts: tuple[TxReceipt, ...]) -> None:
+        """Record a batch verified on L1: `receipts` are its (fact,) update transactions."""
+        *facts, update = receipts
+        gas = sum(int(r["gasUsed"]) for r in receipts)
+        for fact in facts:
+            metrics.STATE_UPDATE_GAS.labels("fact").observe(int(fact["gasUsed"]))
         metrics.STATE_UPDATE_GAS.labels("update").observe(int(update["gasUsed"]))
         metrics.LAST_GAS.set(gas)
         metrics.POSTED.labels("verified").inc()

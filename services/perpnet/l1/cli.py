@@ -47,6 +47,12 @@ def deploy_command(
         False, "--anvil", help="Start a local anvil on the RPC URL's port and keep it running."
     ),
     force: bool = typer.Option(False, help="Deploy anew even if the file's contracts are live."),
+    verifier: str = typer.Option(
+        "stark",
+        envvar="PERPNET_L1_VERIFIER",
+        help="stark: the rollup checks every batch proof on chain; facts: a fact registry "
+        "the bridge fills after checking proofs off chain (cheaper gas, trusted registrar).",
+    ),
 ) -> None:
     """Compile, deploy token + verifier + rollup, and write the deployment file (idempotent).
 
@@ -69,6 +75,7 @@ def deploy_command(
         deposit_reclaim_delay=reclaim_delay,
         rpc_url=rpc_url,
         force=force,
+        verifier=verifier,
     )
     typer.echo(json.dumps({"file": out, **deployment.addresses}, indent=2))
     if node is not None:

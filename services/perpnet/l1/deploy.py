@@ -1,11 +1,11 @@
 """One command deploys the L1 side: compile, deploy token + verifier + rollup, write the file.
 
 The rollup's verifier is one of two kinds (`Deployment.verifier_kind`):
+- "stark" (the default): stark_batch_verifier.vy in front of the on-chain STARK verifier
+  (its batch evaluator, FRI): update_state takes `stark_verifier.pack_batch_proof`'s
+  bytes and every batch proof is checked on chain; nothing is registered;
 - "facts": the fact registry; the bridge checks each proof in Python and registers its
-  fact before update_state (today's default);
-- "stark": stark_batch_verifier.vy in front of the on-chain STARK verifier (its batch
-  evaluator, FRI): update_state takes `stark_verifier.pack_batch_proof`'s bytes and
-  every batch proof is checked on chain; nothing is registered.
+  fact before update_state (cheaper gas; the registrar is trusted).
 
 The file (default `.perpnet/l1.json`) holds the chain id, the addresses, the
 ABIs and each contract's source hash, and is what every service reads to
@@ -85,7 +85,7 @@ def _market_params(markets: tuple[Market, ...]) -> list[tuple[int, int, int]]:
     return [(m.market_id, m.step_size, m.atomic_resolution) for m in markets]
 
 
-def _artifacts(verifier: str) -> dict[str, Artifact]:
+def artifacts(verifier: str) -> dict[str, Artifact]:
     """Each contract of a deployment with this kind of verifier, by its name in the file."""
     compiled = compile_all()
     out = {name: compiled[contract] for name, contract in CONTRACTS}
@@ -98,7 +98,7 @@ def _artifacts(verifier: str) -> dict[str, Artifact]:
 
 
 def _reusable(
-    w3: Web3, path: Path, artifacts: dict[str, Artifact], verifier: str, params: dict[str, int]
+    w3: Web3, path: Path, arts: dict[str, Artifact], verifier: str, params: dict[str, int]
 ) -> Deployment | None:
     if not path.exists():
         return None
@@ -110,7 +110,7 @@ def _reusable(
         return None
     if found.proof_params != params:
         return None
-    for name, artifact in artifacts.items():
+    for name, artifact in arts.items():
         if found.source_hashes.get(name) != artifact.source_hash:
             return None
         address = found.addresses.get(name)
@@ -149,7 +149,7 @@ def deploy(
     state: ExchangeState | None = None,
     rpc_url: str = "",
     force: bool = False,
-    verifier: str = "facts",
+    verifier: str = "stark",
     proof_params: ProofParams = DEFAULT_PARAMS,
 ) -> Deployment:
     """Deploy (or reuse) the contracts; the deployer is governance, and by default operator
@@ -165,10 +165,10 @@ def deploy(
                 "the on-chain batch evaluator was generated for other markets "
                 "(regenerate with `python -m perpnet.l1.air_codegen`)"
             )
-    artifacts = _artifacts(verifier)
+    arts = artifacts(verifier)
     params = asdict(proof_params) if verifier == "stark" else {}
     if path is not None and not force:
-        found = _reusable(w3, path, artifacts, verifier, params)
+        found = _reusable(w3, path, arts, verifier, params)
         if found is not None:
             return found
     governance = deployer.address
@@ -178,12 +178,12 @@ def deploy(
     accounts_root, orders_root, globals_ = genesis(state)
 
     def create(contract: str, *args: Any) -> str:
-        artifact = artifacts[contract]
+        artifact = arts[contract]
         return deployer.deploy(artifact.abi, artifact.bytecode, *args)
 
     block = w3.eth.block_number
     token = create("token", governance)
-    verifiers = _deploy_verifier(deployer, artifacts, verifier, registrar, proof_params)
+    verifiers = _deploy_verifier(deployer, arts, verifier, registrar, proof_params)
     rollup = create(
         "rollup",
         token,
@@ -199,7 +199,7 @@ def deploy(
     )
     addresses = {"token": token, **verifiers, "rollup": rollup}
     root = bytes(
-        w3.eth.contract(address=Web3.to_checksum_address(rollup), abi=artifacts["rollup"].abi)
+        w3.eth.contract(address=Web3.to_checksum_address(rollup), abi=arts["rollup"].abi)
         .functions.state_root()
         .call()
     )
@@ -216,8 +216,8 @@ def deploy(
         deposit_reclaim_delay=deposit_reclaim_delay,
         genesis_root=root.hex(),
         addresses=addresses,
-        abis={name: artifacts[name].abi for name in addresses},
-        source_hashes={name: artifacts[name].source_hash for name in addresses},
+        abis={name: arts[name].abi for name in addresses},
+        source_hashes={name: arts[name].source_hash for name in addresses},
         verifier_kind=verifier,
         proof_params=params,
     )
