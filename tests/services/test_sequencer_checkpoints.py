@@ -185,6 +185,14 @@ def test_followers_start_from_the_newest_checkpoint_or_from_genesis(
             with pytest.raises(grpc.aio.AioRpcError) as none:
                 await stub.GetCheckpoint(pb.GetCheckpointRequest(max_batch_id=6))
             assert none.value.code() == grpc.StatusCode.NOT_FOUND
+            # a caller already standing at batch 8 is not sent the older snapshot
+            with pytest.raises(grpc.aio.AioRpcError) as stale:
+                await stub.GetCheckpoint(pb.GetCheckpointRequest(max_batch_id=10, min_batch_id=8))
+            assert stale.value.code() == grpc.StatusCode.NOT_FOUND
+            useful = await stub.GetCheckpoint(
+                pb.GetCheckpointRequest(max_batch_id=10, min_batch_id=7)
+            )
+            assert useful.batch_id == 7
 
             client = SequencerClient(f"127.0.0.1:{service.grpc_port}")
             follower = Follower(desk.config, None, sequencer_log(client))
@@ -248,3 +256,33 @@ def test_checkpoints_are_spaced_by_what_the_last_one_cost(
     assert asyncio.run(cuts("spaced.db")) == [0]
     monkeypatch.setattr(checkpoints, "SPACING", 0)
     assert asyncio.run(cuts("unspaced.db")) == [0, 1, 2]
+
+
+class _FailingStub:
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    async def GetCheckpoint(self, request: object, timeout: float) -> object:  # noqa: N802
+        raise grpc.aio.AioRpcError(self.code, grpc.aio.Metadata(), grpc.aio.Metadata(), "no")
+
+
+class _Client:
+    timeout_s = 1.0
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self.stub = _FailingStub(code)
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED]
+)
+def test_a_checkpoint_that_cannot_be_fetched_means_replaying_from_genesis(
+    code: grpc.StatusCode,
+) -> None:
+    """A snapshot past the message limit (or too slow to arrive) must not stop a follower
+    forever: it replays the log instead. An unreachable sequencer is still an error."""
+    log = sequencer_log(_Client(code))  # type: ignore[arg-type]
+    assert asyncio.run(log.checkpoint()) is None
+    down = sequencer_log(_Client(grpc.StatusCode.UNAVAILABLE))  # type: ignore[arg-type]
+    with pytest.raises(grpc.aio.AioRpcError):
+        asyncio.run(down.checkpoint())

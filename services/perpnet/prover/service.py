@@ -272,8 +272,11 @@ class ProverService(Service[ProverSettings]):
         current = self.replica.next_batch_id
         if batch_id == 0 or current == batch_id:
             return
-        found = await SequencerLog(self.sequencer).checkpoint(max_batch_id=batch_id - 1)
-        if found is None or (current < batch_id and found.batch_id < current):
+        least = current if current < batch_id else None  # behind: only a later one helps
+        found = await SequencerLog(self.sequencer).checkpoint(
+            max_batch_id=batch_id - 1, min_batch_id=least
+        )
+        if found is None:
             return
         try:
             state = checkpoint_state(found, self.replica.config)

@@ -109,8 +109,11 @@ class Checkpoint:
 
 @runtime_checkable
 class CheckpointSource(Protocol):
-    async def checkpoint(self, max_batch_id: int | None = None) -> Checkpoint | None:
-        """The newest checkpoint at or before `max_batch_id` (None: the newest), if any."""
+    async def checkpoint(
+        self, max_batch_id: int | None = None, min_batch_id: int | None = None
+    ) -> Checkpoint | None:
+        """The newest checkpoint at or before `max_batch_id` (None: the newest) and at or
+        after `min_batch_id`, if any."""
         ...
 
 
@@ -126,14 +129,23 @@ class SequencerLog:
         reply = await self.client.stub.GetTxs(request, timeout=self.client.timeout_s)
         return [(entry.seq, entry.tx) for entry in reply.txs]
 
-    async def checkpoint(self, max_batch_id: int | None = None) -> Checkpoint | None:
-        request = sequencer_pb2.GetCheckpointRequest(max_batch_id=max_batch_id)
+    async def checkpoint(
+        self, max_batch_id: int | None = None, min_batch_id: int | None = None
+    ) -> Checkpoint | None:
+        """None when there is none, and when one cannot be fetched for any reason but the
+        sequencer being unreachable (too large for a message, a timeout): a checkpoint only
+        saves replaying, and replaying the log always works."""
+        request = sequencer_pb2.GetCheckpointRequest(
+            max_batch_id=max_batch_id, min_batch_id=min_batch_id
+        )
         try:
             reply = await self.client.stub.GetCheckpoint(request, timeout=self.client.timeout_s * 4)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
-                return None
-            raise
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                log.warning("checkpoint not fetched; replaying", extra={"error": exc.code().name})
+            return None
         return Checkpoint(reply.batch_id, reply.last_seq, reply.root, reply.state)
 
 

@@ -488,8 +488,9 @@ class SequencerServicer(pb_grpc.SequencerServicer):
         self, request: pb.GetCheckpointRequest, context: Context
     ) -> pb.CheckpointReply:
         limit = request.max_batch_id if request.HasField("max_batch_id") else None
+        least = request.min_batch_id if request.HasField("min_batch_id") else None
         db = self.service._database()
-        found = await db.run(partial(store.read_checkpoint, max_batch_id=limit))
+        found = await db.run(partial(store.read_checkpoint, max_batch_id=limit, min_batch_id=least))
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no checkpoint at or before that batch")
         return pb.CheckpointReply(

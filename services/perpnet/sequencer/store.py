@@ -185,9 +185,11 @@ def write_checkpoint(
     session.execute(delete(StateCheckpoint).where(StateCheckpoint.batch_id.not_in(kept)))
 
 
-def read_checkpoint(session: Session, max_batch_id: int | None) -> StateCheckpoint | None:
-    """The newest checkpoint at or before `max_batch_id` (None: the newest) whose root is its
-    batch's recorded root."""
+def read_checkpoint(
+    session: Session, max_batch_id: int | None, min_batch_id: int | None = None
+) -> StateCheckpoint | None:
+    """The newest checkpoint at or before `max_batch_id` (None: the newest), and at or after
+    `min_batch_id` if given, whose root is its batch's recorded root."""
     query = (
         select(StateCheckpoint)
         .join(BatchRecord, BatchRecord.id == StateCheckpoint.batch_id)
@@ -200,6 +202,8 @@ def read_checkpoint(session: Session, max_batch_id: int | None) -> StateCheckpoi
     )
     if max_batch_id is not None:
         query = query.where(StateCheckpoint.batch_id <= max_batch_id)
+    if min_batch_id is not None:
+        query = query.where(StateCheckpoint.batch_id >= min_batch_id)
     return session.scalars(query).first()
 
 

@@ -173,10 +173,12 @@ class SubmitTxsReply(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitTxResult, _Mapping]]] = ...) -> None: ...
 
 class GetCheckpointRequest(_message.Message):
-    __slots__ = ("max_batch_id",)
+    __slots__ = ("max_batch_id", "min_batch_id")
     MAX_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     max_batch_id: int
-    def __init__(self, max_batch_id: _Optional[int] = ...) -> None: ...
+    min_batch_id: int
+    def __init__(self, max_batch_id: _Optional[int] = ..., min_batch_id: _Optional[int] = ...) -> None: ...
 
 class CheckpointReply(_message.Message):
     __slots__ = ("batch_id", "last_seq", "root", "state")
