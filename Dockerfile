@@ -19,7 +19,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . \
- && PERPNET_VYPER_CACHE=/opt/perpnet/vyper python -c "from perpnet.l1.deploy import artifacts; artifacts('facts'); artifacts('stark')" \
+ && PERPNET_VYPER_CACHE=/opt/perpnet/vyper python -c "from perpnet.l1.deploy import artifacts; from perpnet.l1.stark_verifier import precompile; artifacts('facts'); precompile()" \
  && python -m compileall -q /opt/venv/lib \
  && pip uninstall -y -q pip setuptools wheel
 

@@ -171,12 +171,22 @@ def bench_e2e(
 
 
 @bench.command("l1")
-def bench_l1() -> None:
-    """L1 gas: per state update by batch size, deposit, claim, forced request, escape."""
+def bench_l1(
+    stark_sizes: str = typer.Option(
+        "64,256,512,1024",
+        help="batch sizes (transactions) proven and verified on chain, comma-separated; "
+        "empty to skip",
+    ),
+) -> None:
+    """L1 gas: per state update by batch size (fact registry, and STARK-verified on chain),
+    deposit, claim, forced request, escape."""
     from perpnet.l1 import bench as l1_bench
 
-    with err.status("L1 gas benchmark (starts a local anvil)"):
-        emit(l1_bench.run())
+    parsed = tuple(int(x) for x in stark_sizes.split(",") if x.strip())
+    if any(n < 1 for n in parsed):
+        raise typer.BadParameter("batch sizes must be positive", param_hint="--stark-sizes")
+    with err.status("L1 gas benchmark (starts a local anvil; proves the stark sizes)"):
+        emit(l1_bench.run(stark_sizes=parsed))
 
 
 if __name__ == "__main__":

@@ -57,8 +57,13 @@ def test_missing_anvil_fails_with_the_install_command(
 def test_bench_reports_gas_for_every_operation() -> None:
     from perpnet.l1.bench import run
 
-    result = run(batch_sizes=(1, 4), proof_bytes=2_000)
+    result = run(batch_sizes=(1, 4), proof_bytes=2_000, stark_sizes=(64,))
     json.dumps(result)
+    stark = result["stark"]
+    assert isinstance(stark, dict)
+    [row] = stark["state_update"]
+    assert row["fits"] is True and row["update_state_gas"] > row["calldata_gas"] > 0, row
+    assert all(share > 0 for share in row["execution_gas"].values()), row
     updates = result["state_update"]
     assert isinstance(updates, list) and len(updates) == 4
     for name in ("deposit", "claim", "forced_request", "freeze", "escape"):

@@ -8,7 +8,6 @@ Gas per update_state is printed with -s. Uses the session anvil of tests/l1/conf
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import re
@@ -19,19 +18,17 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from perpnet.bench.stf import workload
-from perpnet.core.batch import Batch, BatchBuilder, PublicInputs, encode_diff
+from perpnet.core.batch import PublicInputs, encode_diff
 from perpnet.core.crypto import keccak
-from perpnet.core.errors import CoreError
 from perpnet.core.markets import DEFAULT_MARKETS, USD, MarketSet
 from perpnet.core.state import ExchangeState, Globals, StateDiff
-from perpnet.core.txs import Deposit, Tx
+from perpnet.core.txs import Tx
+from perpnet.l1 import stark_bench as sb
 from perpnet.l1 import stark_verifier as sv
-from perpnet.l1.anvil import DEV_KEY, Anvil
+from perpnet.l1.anvil import DEV_KEY
 from perpnet.l1.client import L1RevertError, RollupClient, Sender
 from perpnet.l1.deploy import Deployment, deploy
-from perpnet.stark.batch_bench import fresh_prices
-from perpnet.stark.batch_proof import BatchProof, prove_batch, verify_batch
+from perpnet.stark.batch_proof import BatchProof, verify_batch
 from perpnet.stark.batch_statement import StatementExtras, statement_bytes
 from perpnet.stark.errors import StarkError
 from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
@@ -46,39 +43,12 @@ ALICE, BOB, CAROL = TRADERS[0], TRADERS[17], TRADERS[39]
 
 
 @dataclass
-class Proven:
-    batch: Batch
-    proof: BatchProof
-    deposits: tuple[Deposit, ...]  # the L1 deposits it consumes, in order
-
-    @property
-    def pi(self) -> PublicInputs:
-        return self.batch.public_inputs
-
-
-@dataclass
 class Story:
     """L2 batches proven off chain, from `genesis`; each test posts them to its own rollup."""
 
     genesis: ExchangeState
-    batches: list[Proven]
+    batches: list[sb.Proven]
     params: ProofParams
-
-
-def build(genesis: ExchangeState, blocks: list[list[Tx]], params: ProofParams) -> list[Proven]:
-    """Cut one batch per block of transactions and prove each from its pre-state."""
-    state = copy.deepcopy(genesis)
-    builder = BatchBuilder(state)
-    out = []
-    for txs in blocks:
-        before = copy.deepcopy(state)
-        for tx in txs:
-            result = builder.add(tx, authenticated=True)
-            assert not isinstance(result, CoreError), (tx, result)
-        batch = builder.cut()
-        deposits = tuple(tx for tx in txs if isinstance(tx, Deposit))
-        out.append(Proven(batch, prove_batch(before, batch, params), deposits))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -101,43 +71,18 @@ def story() -> Story:
         ],
         [desk.withdraw(BOB, 10 * USD, 0)],
     ]
-    return Story(genesis, build(genesis, blocks, FAST), FAST)
-
-
-def stark_rollup(
-    w3: Web3, genesis: ExchangeState, params: ProofParams, deposits: list[Deposit]
-) -> tuple[Deployment, RollupClient]:
-    """A fresh stark-mode deployment from `genesis`, with these deposits recorded on L1."""
-    sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
-    deployment = deploy(
-        w3, sender, path=None, state=copy.deepcopy(genesis), verifier="stark", proof_params=params
-    )
-    gov = deployment.client(w3, sender)
-    total = sum(d.amount for d in deposits)
-    gov.sender.transact(gov.token.functions.mint(sender.address, total))
-    gov.approve(total)
-    calls = [
-        gov.rollup.functions.deposit(Web3.to_checksum_address(d.owner), d.subaccount, d.amount)
-        for d in deposits
-    ]
-    receipts, error = gov.sender.transact_all(calls)
-    assert error is None and len(receipts) == len(deposits)
-    return deployment, gov
+    return Story(genesis, sb.build(genesis, blocks, FAST), FAST)
 
 
 @pytest.fixture
 def rollup(w3: Web3, story: Story) -> tuple[Deployment, RollupClient]:
-    return stark_rollup(
+    return sb.stark_rollup(
         w3, story.genesis, story.params, [d for p in story.batches for d in p.deposits]
     )
 
 
 def reverts(reason: str) -> pytest.RaisesExc[L1RevertError]:
     return pytest.raises(L1RevertError, match=f"^{re.escape(reason)}")
-
-
-def packed(p: Proven) -> bytes:
-    return sv.pack_batch_proof(p.pi, p.batch.diff, p.proof)
 
 
 def python_accepts(
@@ -200,11 +145,11 @@ def test_honest_batches_are_accepted_in_order_and_move_the_root(
     for p in story.batches:
         assert python_accepts(p.pi, p.batch.diff, p.proof, story.params)
     with reverts("batch id is not the next one"):
-        gov.update_state(rest[0].pi, packed(rest[0]))
-    receipt = gov.update_state(first.pi, packed(first))
+        gov.update_state(rest[0].pi, rest[0].packed)
+    receipt = gov.update_state(first.pi, first.packed)
     assert gov.state_root() == first.batch.diff.new_root
     assert gov.pending_deposit(0).status == 2  # consumed
-    receipts, error = gov.post_updates([(p.pi.encode(), packed(p)) for p in rest])
+    receipts, error = gov.post_updates([(p.pi.encode(), p.packed) for p in rest])
     assert error is None and len(receipts) == len(rest)
     assert gov.state_root() == story.batches[-1].batch.diff.new_root
     assert gov.next_batch_id() == len(story.batches)
@@ -237,7 +182,7 @@ class Case:
     posted_pi: PublicInputs | None = None  # the rollup's public inputs, if not the statement's
 
 
-def cases(p: Proven) -> Iterator[Case]:
+def cases(p: sb.Proven) -> Iterator[Case]:
     pi, diff, ex, stark = p.pi, p.batch.diff, p.proof.extras, p.proof.stark
 
     def case(name: str, reason: str, **changes: object) -> Case:
@@ -302,14 +247,14 @@ def cases(p: Proven) -> Iterator[Case]:
         extras=replace(ex, last_versions=tuple(v + 1 for v in ex.last_versions)),
     )
     g = Globals.decode(pi.globals, MarketSet())
-    more = _globals_bytes(replace(g, num_accounts=g.num_accounts + 1))
+    more = replace(g, num_accounts=g.num_accounts + 1).encode()
     yield case(
         "account count",
         "account count does not match the new accounts",
         pi=replace(pi, globals=more),
         diff=replace(diff, new_globals=more),
     )
-    more = _globals_bytes(replace(g, total_deposited=g.total_deposited + 1))
+    more = replace(g, total_deposited=g.total_deposited + 1).encode()
     yield case(
         "total deposited",
         "total deposited does not match the deposits",
@@ -328,7 +273,7 @@ def test_tampered_batches_revert_with_a_reason_and_python_agrees(
 ) -> None:
     _, gov = rollup
     first, second, *_ = story.batches
-    gov.update_state(first.pi, packed(first))
+    gov.update_state(first.pi, first.packed)
     root = gov.state_root()
     seen = []
     for c in cases(second):
@@ -345,7 +290,7 @@ def test_tampered_batches_revert_with_a_reason_and_python_agrees(
         seen.append(f"{c.name}: {reason}")
     print("\n" + "\n".join(seen))
     assert gov.state_root() == root
-    gov.update_state(second.pi, packed(second))
+    gov.update_state(second.pi, second.packed)
     assert gov.state_root() == second.batch.diff.new_root
 
 
@@ -354,7 +299,7 @@ def test_malformed_packing_is_refused(
 ) -> None:
     _, gov = rollup
     first = story.batches[0]
-    good = packed(first)
+    good = first.packed
     with reverts("not a packed batch proof"):
         gov.update_state(first.pi, b"\x00" * 4 + good[4:])
     with reverts("packed proof truncated"):
@@ -372,54 +317,28 @@ def test_malformed_packing_is_refused(
 # ------------------------------------------------------------------ gas
 
 
-def test_batch_sizes_fit_and_gas_per_update_state(w3: Web3, anvil: Anvil) -> None:
+def test_batch_sizes_fit_and_gas_per_update_state(w3: Web3) -> None:
     """Default parameters, the stf workload with 200 accounts (a warm-up batch, then the
-    measured one): the packed proof fits rollup.MAX_PROOF and update_state's gas."""
-    rows = []
-    for size in GAS_SIZES:
-        desk, setup, work = workload(2, size, 200, 1)
-        prices: dict[int, int] = {}
-        warm = fresh_prices(desk, [*setup, *work[0]], prices)
-        measured = fresh_prices(desk, work[1], prices)
-        genesis = ExchangeState(desk.config)
-        warm_p, p = build(genesis, [warm, measured], DEFAULT_PARAMS)
-        _, gov = stark_rollup(w3, genesis, DEFAULT_PARAMS, list(warm_p.deposits))
-        gov.update_state(warm_p.pi, packed(warm_p))
-        data = packed(p)
-        assert len(data) <= gov.rollup.functions.MAX_PROOF().call()
-        receipt = gov.update_state(p.pi, data)
-        assert gov.state_root() == p.batch.diff.new_root
-        statement = sv.decode_call(data)[0]
-        calldata = sv.Gas.of(0, p.pi.encode() + data).calldata
-        rows.append(
-            (size, len(p.batch.diff.accounts), len(statement), len(p.proof.stark),
-             receipt["gasUsed"], calldata)
-        )  # fmt: skip
-    print("\n txs  accounts  statement B  stark B    update_state gas  (calldata)")
-    for size, accts, stmt, stark, gas, calldata in rows:
-        print(f"{size:>4} {accts:>9} {stmt:>12,} {stark:>8,} {gas:>19,}  ({calldata:,})")
+    measured one): both fit the contracts' limits, are accepted and move the root."""
+    rows = [sb.measure(w3, size, 200, DEFAULT_PARAMS) for size in GAS_SIZES]
+    for row in rows:
+        assert row["fits"] is True, row
+        assert isinstance(row["update_state_gas"], int) and row["update_state_gas"] > 0
+    print("\n" + "\n".join(map(str, rows)))
+
+
+def test_size_limits_are_the_contracts_and_oversize_says_which(
+    w3: Web3, story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
+    facts = deploy(w3, sender, path=None, verifier="facts").client(w3, sender)
+    assert facts.rollup.functions.MAX_PROOF().call() == sb.MAX_PROOF
+    first = story.batches[0]
+    assert first.oversize() is None
+    monkeypatch.setattr(sb, "MAX_PROOF", len(first.packed) - 1)
+    assert "rollup.MAX_PROOF" in (first.oversize() or "")
+    monkeypatch.setattr(sb, "MAX_PUBLIC", len(first.statement) - 1)
+    assert f"statement {len(first.statement):,} B" in (first.oversize() or "")
 
 
 GAS_SIZES = (64, 512)
-
-
-def _globals_bytes(g: Globals) -> bytes:
-    """Globals.decode's inverse (the layout of ExchangeState.globals_bytes)."""
-    out = [
-        g.clock_ms.to_bytes(8, "big"),
-        g.next_deposit_id.to_bytes(8, "big"),
-        g.next_forced_id.to_bytes(8, "big"),
-        g.num_accounts.to_bytes(8, "big"),
-        g.num_orders.to_bytes(8, "big"),
-        g.last_funding_ms.to_bytes(8, "big", signed=True),
-        g.total_deposited.to_bytes(16, "big"),
-        g.total_withdrawn.to_bytes(16, "big"),
-    ]
-    for m in sorted(g.prices):
-        out += [
-            m.to_bytes(2, "big"),
-            g.prices[m].to_bytes(16, "big"),
-            g.price_times[m].to_bytes(8, "big"),
-            g.indices[m].to_bytes(16, "big", signed=True),
-        ]
-    return b"".join(out)

@@ -12,9 +12,10 @@ import pytest
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import USD
-from perpnet.core.orders import SignedOrder
+from perpnet.core.orders import SignedOrder, TimeInForce
 from perpnet.core.txs import Trade, Tx
-from perpnet.matcher.desk import FILL_REFUSED, OrderDesk, Submitted, now_ms, one_by_one
+from perpnet.margin.risk import check_order
+from perpnet.matcher.desk import FILL_REFUSED, OrderDesk, Outcome, Submitted, now_ms, one_by_one
 from perpnet.matcher.store import OrderRow, OrderStore
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import RefusedError
@@ -250,5 +251,95 @@ def test_a_refused_fill_in_a_micro_batch_ends_as_if_the_orders_came_one_by_one(
         reborn = order_desk(ledger, db)
         assert await reborn.recover() == 1
         assert reborn.engine.snapshot().orders == desk.engine.snapshot().orders
+
+    run(scenario)
+
+
+def checked_desk(ledger: Ledger, db: Database) -> OrderDesk:
+    """A desk running the matcher's pre-trade margin check on the ledger's state."""
+    desk: OrderDesk
+
+    async def check(signed: SignedOrder, exclude: bytes) -> None:
+        verdict = check_order(ledger.state, signed.order, desk.open_orders(signed.order, exclude))
+        if not verdict.ok:
+            raise CoreError(ErrorCode(verdict.reason), verdict.message)
+
+    store = OrderStore(db, ledger.desk.config.domain)
+    desk = OrderDesk(ledger.state.markets, store, lambda: ledger.state, ledger.submit, check=check)
+    return desk
+
+
+def test_orders_placed_together_are_margin_checked_as_if_placed_one_by_one(run: Run) -> None:
+    async def scenario(ledger: Ledger, db: Database) -> None:
+        def bids(price: int) -> list[SignedOrder]:
+            return [ledger.desk.order(OTHER, BTC, True, 5 * ONE, price) for _ in range(20)]
+
+        async def outcomes(desk: OrderDesk, orders: list[SignedOrder]) -> list[str]:
+            got = await asyncio.gather(*(desk.place(o) for o in orders), return_exceptions=True)
+            return [g.code.value if isinstance(g, CoreError) else "ok" for g in got]
+
+        one_by_one_desk = checked_desk(ledger, db)
+        sequential = [(await outcomes(one_by_one_desk, [o]))[0] for o in bids(PRICE - 2 * USD)]
+        together = await outcomes(checked_desk(ledger, db), bids(PRICE - 3 * USD))
+        assert 0 < sequential.count("ok") < len(sequential)
+        assert together == sequential
+        assert set(together) == {"ok", ErrorCode.INSUFFICIENT_MARGIN.value}
+
+    run(scenario)
+
+
+class FailingStore(OrderStore):
+    fail = False
+
+    async def write(self, rows: Sequence[OrderRow], now_ms: int) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        await super().write(rows, now_ms)
+
+
+def test_a_failed_row_write_leaves_no_order_of_the_batch_live(run: Run) -> None:
+    async def scenario(ledger: Ledger, db: Database) -> None:
+        store = FailingStore(db, ledger.desk.config.domain)
+        desk = OrderDesk(ledger.state.markets, store, lambda: ledger.state, ledger.submit)
+        maker = sell(ledger, MAKER, 2 * ONE)
+        await desk.place(maker)
+        store.fail = True
+        taker = ledger.desk.order(TAKER, BTC, True, ONE, PRICE)
+        bid = ledger.desk.order(TAKER, BTC, True, ONE, PRICE - USD)
+        got = await asyncio.gather(desk.place(taker), desk.place(bid), return_exceptions=True)
+        assert [type(g) for g in got] == [OSError, OSError]
+        assert ledger.state.filled(maker.hash) == ONE  # committed before the write failed
+        # the bid is gone; the maker keeps only what the committed fill left
+        assert desk.engine.depth(BTC, 5) == ([], [(PRICE, ONE)])
+        store.fail = False
+        buyer = ledger.desk.order(TAKER, BTC, True, 2 * ONE, PRICE, tif=TimeInForce.IOC)
+        fills = (await desk.place(buyer)).fills
+        assert [(f.maker.hash, f.size) for f in fills] == [(maker.hash, ONE)]
+
+    run(scenario)
+
+
+def test_reduce_only_orders_in_one_batch_see_each_others_fills(run: Run) -> None:
+    async def scenario(ledger: Ledger, db: Database) -> None:
+        counted = Counted(ledger, db)
+        desk = counted.desk
+        await desk.place(sell(ledger, MAKER, 3 * ONE))
+        await desk.place(ledger.desk.order(TAKER, BTC, True, ONE, PRICE))  # TAKER: long 1 BTC
+        await desk.place(ledger.desk.order(OTHER, BTC, True, 2 * ONE, PRICE - USD))
+
+        def close() -> SignedOrder:
+            return ledger.desk.order(
+                TAKER, BTC, False, ONE, PRICE - USD, tif=TimeInForce.IOC, reduce_only=True
+            )
+
+        # as one at a time: the first closes the long, the second is refused up front
+        first, second = await asyncio.gather(
+            desk.place(close()), desk.place(close()), return_exceptions=True
+        )
+        assert isinstance(first, Outcome) and not first.refusal
+        assert [f.size for f in first.fills] == [ONE]
+        assert isinstance(second, CoreError) and second.code == ErrorCode.REDUCE_ONLY
+        assert counted.submissions[-1] == 1  # no oversized fill was sent and refused
+        assert desk.engine.depth(BTC, 5)[0] == [(PRICE - USD, ONE)]
 
     run(scenario)

@@ -118,6 +118,28 @@ class Globals:
             prices, times, indices,
         )  # fmt: skip
 
+    def encode(self) -> bytes:
+        """The bytes `decode` reads (markets in the order of `prices`): the one writer of
+        that layout, so a changed value can be committed to without a whole state."""
+        w = Writer()
+        for kind, value in (
+            ("u64", self.clock_ms),
+            ("u64", self.next_deposit_id),
+            ("u64", self.next_forced_id),
+            ("u64", self.num_accounts),
+            ("u64", self.num_orders),
+            ("i64", self.last_funding_ms),
+            ("u128", self.total_deposited),
+            ("u128", self.total_withdrawn),
+        ):
+            w.int(kind, value)
+        for m, price in self.prices.items():
+            w.int("u16", m)
+            w.int("u128", price)
+            w.int("u64", self.price_times[m])
+            w.int("i128", self.indices[m])
+        return w.getvalue()
+
 
 @dataclass(frozen=True, slots=True)
 class AccountDiff:
@@ -235,25 +257,20 @@ class ExchangeState:
     # ------------------------------------------------------------- commitment
 
     def globals_bytes(self) -> bytes:
-        w = Writer()
-        for kind, value in (
-            ("u64", self.clock_ms),
-            ("u64", self.next_deposit_id),
-            ("u64", self.next_forced_id),
-            ("u64", len(self.accounts)),
-            ("u64", len(self.order_fills)),
-            ("i64", self.last_funding_ms),
-            ("u128", self.total_deposited),
-            ("u128", self.total_withdrawn),
-        ):
-            w.int(kind, value)
-        for market in self.markets.markets:
-            m = market.market_id
-            w.int("u16", m)
-            w.int("u128", self.prices.get(m, 0))
-            w.int("u64", self.price_times.get(m, 0))
-            w.int("i128", self.funding_index[m])
-        return w.getvalue()
+        ids = [market.market_id for market in self.markets.markets]
+        return Globals(
+            self.clock_ms,
+            self.next_deposit_id,
+            self.next_forced_id,
+            len(self.accounts),
+            len(self.order_fills),
+            self.last_funding_ms,
+            self.total_deposited,
+            self.total_withdrawn,
+            {m: self.prices.get(m, 0) for m in ids},
+            {m: self.price_times.get(m, 0) for m in ids},
+            {m: self.funding_index[m] for m in ids},
+        ).encode()
 
     def _flush(self) -> None:
         if self._dirty_accounts:

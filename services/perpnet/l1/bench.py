@@ -3,11 +3,20 @@
 A state update's gas grows with what it hands over (deposits consumed,
 withdrawals credited, each one storage write and a log) and with the proof
 bytes carried as calldata, so updates are measured by batch size (n deposits
-and n withdrawals) with no proof and with a proof-sized payload.
+and n withdrawals) with no proof and with a proof-sized payload, on a rollup whose
+verifier is the fact registry (the proof is not checked on chain).
+
+The stark section posts real proven batches of the stf workload to a rollup that
+verifies them on chain (deploy(verifier="stark"), default proof parameters): per batch
+size, update_state's gas, its calldata share, the statement and STARK proof bytes and,
+where the calldata floor does not set the total, the execution split between the STARK
+verifier, the batch verifier in front of it and the rollup. Each size is proven once
+(gas is deterministic); a size over a contract's limit is reported with its sizes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -23,10 +32,13 @@ from perpnet.core.txs import Deposit, Tx
 from perpnet.l1.anvil import DEV_KEY, Anvil
 from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.deploy import deploy
+from perpnet.stark.params import DEFAULT_PARAMS
 from perpnet.testkit import Desk, trader
 
 DEFAULT_BATCH_SIZES = (1, 10, 100)
 DEFAULT_PROOF_BYTES = 100_000  # about a Winterfell proof at 100 bits
+DEFAULT_STARK_SIZES = (64, 256, 512, 1024)
+STARK_ACCOUNTS = 200
 
 
 class _Bench:
@@ -78,10 +90,30 @@ def _update_gas(bench: _Bench, size: int, proof: bytes, tag: str) -> tuple[int, 
     return bench.post(bench.builder.cut(), proof), deposit_gas
 
 
+def _stark(w3: Web3, sizes: Sequence[int], accounts: int) -> dict[str, object]:
+    from perpnet.l1 import stark_bench  # the STARK stack: only when measured
+
+    return {
+        "parameters": {
+            "workload": "perpnet.bench.stf (a warm-up batch, then the measured one)",
+            "accounts": accounts,
+            "proof_params": dataclasses.asdict(DEFAULT_PARAMS),
+            "max_statement_bytes": stark_bench.MAX_PUBLIC,
+            "max_packed_proof_bytes": stark_bench.MAX_PROOF,
+            "repeats": 1,
+        },
+        "state_update": [stark_bench.measure(w3, size, accounts, DEFAULT_PARAMS) for size in sizes],
+    }
+
+
 def run(
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, proof_bytes: int = DEFAULT_PROOF_BYTES
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    proof_bytes: int = DEFAULT_PROOF_BYTES,
+    stark_sizes: Sequence[int] = DEFAULT_STARK_SIZES,
+    stark_accounts: int = STARK_ACCOUNTS,
 ) -> dict[str, object]:
-    """Measure on a private anvil; every figure is gas used by one transaction."""
+    """Measure on a private anvil; every figure is gas used by one transaction.
+    `stark_sizes` empty skips the stark section (which proves batches: the slow part)."""
     started = time.perf_counter()
     with Anvil() as anvil:
         bench = _Bench(anvil)
@@ -115,10 +147,12 @@ def run(
         assert account_id is not None
         leaf, siblings = bench.state.account_proof(account_id)
         _, escape_receipt = alice_l1.escape(account_id, leaf, siblings)
+        stark = _stark(bench.w3, stark_sizes, stark_accounts) if stark_sizes else None
     return {
         "benchmark": "l1",
         "unit": "gas",
         "state_update": updates,
+        "stark": stark,
         "deposit": int(median(deposits)),
         "claim": int(median(claim_gas)),
         "forced_request": int(forced_receipt["gasUsed"]),

@@ -7,6 +7,7 @@ of the compiler version: the same hash means the same bytecode.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -51,10 +52,11 @@ def compile_contract(name: str) -> Artifact:
         path.read_text(), contract_path=str(path), output_formats=["abi", "bytecode"]
     )
     bytecode = bytes.fromhex(out["bytecode"].removeprefix("0x"))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"abi": out["abi"], "bytecode": bytecode.hex()}))
-    tmp.replace(cached)  # atomic: concurrent compilers never read half a file
+    with contextlib.suppress(OSError):  # a read-only cache (a container's) only costs time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"abi": out["abi"], "bytecode": bytecode.hex()}))
+        tmp.replace(cached)  # atomic: concurrent compilers never read half a file
     return Artifact(name, out["abi"], bytecode, digest)
 
 

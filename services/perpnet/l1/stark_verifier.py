@@ -22,6 +22,7 @@ contract verifies exactly the bytes the Python verifier verifies. `encode_call` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -84,19 +85,25 @@ def compile_stark(name: str) -> Artifact:
     runtime = bytes.fromhex(out["bytecode_runtime"].removeprefix("0x"))
     # immutables are appended to the deployed code: they count towards EIP-170
     immutables = sum(int(v["length"]) for v in out["layout"].get("code_layout", {}).values())
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "abi": out["abi"],
-                "bytecode": bytecode.hex(),
-                "runtime_size": len(runtime) + immutables,
-            }
-        )
-    )
-    tmp.replace(cached)
+    data = {
+        "abi": out["abi"],
+        "bytecode": bytecode.hex(),
+        "runtime_size": len(runtime) + immutables,
+    }
+    with contextlib.suppress(OSError):  # a read-only cache (a container's) only costs time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(cached)
     return Artifact(name, out["abi"], bytecode, digest)
+
+
+def precompile() -> list[str]:
+    """Compile (into the cache) every deployable stark_*.vy contract; their names."""
+    names = sorted(p.stem for p in CONTRACTS.glob("stark_*.vy") if p.stem != "stark_lib")
+    for name in names:
+        compile_stark(name)
+    return names
 
 
 def runtime_size(name: str) -> int:

@@ -19,7 +19,14 @@ If a fill of the micro-batch is refused, the book goes back to where it was
 before it (the live rows, which were written before it began) and its orders
 are placed again one at a time, exactly as above; fills that the sequencer
 already committed are recognised and not sent again, so the outcome is the
-one sequential placing would have had.
+one sequential placing would have had. Within a micro-batch each order is
+checked (the pre-trade `check`, e.g. initial margin) just before the engine
+places it, so the earlier orders of the batch already count as its open
+orders, and reduce-only orders see the positions the batch's own earlier fills
+leave: the same refusals and sizes as placing one at a time. If writing the
+rows fails after the fills were committed, the book is rewound likewise (with
+the committed fills taken off their makers) and every order of it gets the
+error: no unacknowledged order stays live.
 
 So after a kill -9 the database holds every acknowledged order and the
 sequencer's log every committed fill. `recover` rebuilds the book from the
@@ -64,6 +71,7 @@ from perpnet.runtime.models import OrderStatus
 FILL_REFUSED = "FILL_REFUSED"
 _ACCOUNT = re.compile(r"account (\d+)")
 
+Check = Callable[[SignedOrder, bytes], Awaitable[None]]  # (order, hash it replaces): CoreError
 Submit = Callable[[Tx], Awaitable[int]]  # SubmitTx: the seq, or raises RefusedError
 Submitted = int | RefusedError | None
 # SubmitTxs: in order, a seq for each applied, the RefusedError of the first one refused
@@ -130,6 +138,40 @@ class _Placing:
             self.answer.set_exception(exc)
 
 
+class _Positions:
+    """Positions as the micro-batch's own fills leave them.
+
+    The base is the committed state's, read once per account and market; the
+    batch's fills are not committed while it matches, so they are never in the
+    base and are added here instead.
+    """
+
+    def __init__(self, read: Callable[[Order], int]) -> None:
+        self.read = read
+        self.base: dict[tuple[bytes, int, int], int] = {}
+        self.moved: dict[tuple[bytes, int, int], int] = {}
+
+    def of(self, order: Order) -> int:
+        key = (order.owner, order.subaccount, order.market_id)
+        if key not in self.base:
+            self.base[key] = self.read(order)
+        return self.base[key] + self.moved.get(key, 0)
+
+    def add(self, fills: Iterable[Fill]) -> None:
+        for fill in fills:
+            bought = fill.size if fill.taker.order.is_buy else -fill.size
+            for signed, change in ((fill.taker, bought), (fill.maker, -bought)):
+                order = signed.order
+                key = (order.owner, order.subaccount, order.market_id)
+                self.moved[key] = self.moved.get(key, 0) + change
+
+    def rebased(self) -> _Positions:
+        """The same bases, none of the batch's fills (for replaying it one order at a time)."""
+        fresh = _Positions(self.read)
+        fresh.base = self.base
+        return fresh
+
+
 def _key(trade: Trade) -> tuple[bytes, bytes, int, int]:
     """A fill's identity (a taker meets a maker once per order): what a restamp keeps."""
     return trade.maker.hash, trade.taker.hash, trade.size, trade.price
@@ -148,6 +190,7 @@ class OrderDesk:
         submit_many: SubmitMany | None = None,
         max_batch: int = MAX_BATCH_ORDERS,
         on_fill: Callable[[Fill], None] | None = None,
+        check: Check | None = None,
     ) -> None:
         self.markets = markets
         self.engine = MatchingEngine(markets)
@@ -157,6 +200,7 @@ class OrderDesk:
         self.submit_many = submit_many or one_by_one(submit)
         self.max_batch = max_batch
         self.on_fill = on_fill
+        self.check = check
         self._intake: list[_Placing] = []
         self._drainer: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -194,6 +238,8 @@ class OrderDesk:
     async def amend(self, old_hash: bytes, new: SignedOrder, at_ms: int | None = None) -> Outcome:
         async with self.lock:
             now = now_ms() if at_ms is None else at_ms
+            if self.check is not None:
+                await self.check(new, old_hash)
             position = self.position(new.order)
             old = self.engine.resting(old_hash)
             result = self.engine.amend(old_hash, new, now, position=position)
@@ -254,16 +300,20 @@ class OrderDesk:
     async def _place_batch(self, batch: list[_Placing]) -> None:
         now = now_ms()
         placed: list[tuple[_Placing, PlaceResult]] = []
+        positions = _Positions(self.position)
         for placing in batch:
             placing.at_ms = now if placing.at_ms is None else placing.at_ms
-            placing.position = self.position(placing.signed.order)
-            started = time.perf_counter()
             try:
+                if self.check is not None:  # the batch's earlier orders already rest
+                    await self.check(placing.signed, b"")
+                placing.position = positions.of(placing.signed.order)
+                started = time.perf_counter()
                 result = self.engine.place(placing.signed, placing.at_ms, position=placing.position)
             except CoreError as exc:
                 placing.fail(exc)  # refused before anything changed
                 continue
             self.match_seconds.append(time.perf_counter() - started)
+            positions.add(result.fills)
             placed.append((placing, result))
         stamp = self._stamp()
         trades = [
@@ -273,7 +323,7 @@ class OrderDesk:
         submitted = await self._submit_prefix(trades)
         submitting = time.perf_counter() - started
         if not all(isinstance(s, int) for s in submitted):
-            await self._one_by_one([p for p, _ in placed], trades, submitted)
+            await self._one_by_one([p for p, _ in placed], trades, submitted, positions)
             return
         touched: dict[bytes, SignedOrder] = {}
         reasons: dict[bytes, str] = {}
@@ -285,7 +335,15 @@ class OrderDesk:
                 touched[cancel.order.hash] = cancel.order
                 reasons.setdefault(cancel.order.hash, cancel.reason)
         started = time.perf_counter()
-        await self._persist(touched.values(), reasons, now)
+        try:
+            await self._persist(touched.values(), reasons, now)
+        except Exception:  # committed, not written: no order of it may stay live
+            spent: dict[bytes, int] = {}
+            for _, result in placed:
+                for fill in result.fills:
+                    spent[fill.maker.hash] = spent.get(fill.maker.hash, 0) + fill.size
+            await self._rewind({p.signed.hash for p, _ in placed}, spent)
+            raise
         self.batches.append((len(batch), submitting, time.perf_counter() - started))
         for placing, result in placed:
             if self.on_fill is not None:
@@ -316,7 +374,11 @@ class OrderDesk:
         return done + [clock] + [None] * (len(trades) - len(done) - 1)
 
     async def _one_by_one(
-        self, placed: list[_Placing], trades: list[Trade], submitted: list[Submitted]
+        self,
+        placed: list[_Placing],
+        trades: list[Trade],
+        submitted: list[Submitted],
+        positions: _Positions,
     ) -> None:
         """A fill of the micro-batch was refused: rewind the book to before the micro-batch,
         then place its orders one at a time, reusing the fills already committed."""
@@ -332,25 +394,39 @@ class OrderDesk:
             return await self.submit(sent.get(key, tx) if key else tx)
 
         await self._rewind({p.signed.hash for p in placed})
+        replay = positions.rebased()  # the batch's checks stand: they saw the same book
         for placing in placed:
             assert placing.at_ms is not None
             try:
-                result = self.engine.place(placing.signed, placing.at_ms, position=placing.position)
-                placing.done(await self._settle([result], placing.at_ms, submit=again))
+                position = replay.of(placing.signed.order)
+                result = self.engine.place(placing.signed, placing.at_ms, position=position)
+                outcome = await self._settle([result], placing.at_ms, submit=again)
             except CoreError as exc:
                 placing.fail(exc)
+                continue
+            replay.add(outcome.fills)
+            placing.done(outcome)
 
-    async def _rewind(self, placed: set[bytes]) -> None:
+    async def _rewind(self, placed: set[bytes], spent: dict[bytes, int] | None = None) -> None:
         """The engine as before the micro-batch: the live rows (all written before it began),
-        and every order seen except the micro-batch's own."""
+        less `spent` (fills committed but not written), and every order seen except the
+        micro-batch's own.
+
+        Not capped by the replica's fills as `recover` is: when the batch is replayed one
+        order at a time its committed fills must match again to be recognised, and the
+        replica may already hold them."""
+        spent = spent or {}
         now = self.engine.snapshot()
         positions = {o.order.hash: o.position for o in now.orders if o.pending}
         rows, _ = await self.store.load(live_only=True)
+        rows = [replace(r, remaining=r.remaining - spent.get(r.signed.hash, 0)) for r in rows]
+        rows = [r for r in rows if r.remaining > 0]
         live = tuple(
             OpenOrder(r.signed, r.remaining, r.status == OrderStatus.PENDING,
                       positions.get(r.signed.hash, 0))
             for r in rows
         )  # fmt: skip
+        self._rows = {r.signed.hash: r.seq for r in rows}
         seen = tuple(s for s in now.seen if s[1] not in placed)
         self.engine = MatchingEngine.restore(EngineSnapshot(live, seen, now.horizon), self.markets)
 

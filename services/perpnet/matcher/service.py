@@ -198,7 +198,6 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         started = time.perf_counter()
         try:
             signed = self.matcher.received(request.order)
-            await self.matcher.check_margin(signed, exclude=request.old_hash)
             outcome = await self.matcher.desk.amend(request.old_hash, signed)
         except CoreError as exc:
             ORDERS.labels("amend", exc.code.value).inc()
@@ -300,6 +299,7 @@ class Matcher(Service[MatcherSettings]):
             submit_many=self._submit_many,
             max_batch=settings.max_batch_orders,
             on_fill=self._publish,
+            check=self.check_margin,
         )
         self.subscribers: set[asyncio.Queue[matcher_pb2.TradeEvent]] = set()
         self.recovered_book = False
@@ -347,10 +347,11 @@ class Matcher(Service[MatcherSettings]):
     async def place_many(
         self, messages: Iterable[matcher_pb2.SignedOrder]
     ) -> list[Outcome | CoreError]:
-        """Check each order, then place the ones that pass in the order given (one desk
-        micro-batch when nothing else is queued); an outcome or refusal for each."""
+        """Verify each order, then place the ones that pass in the order given (one desk
+        micro-batch when nothing else is queued; the desk runs the margin check just before
+        placing each, so earlier orders count); an outcome or refusal for each."""
         started = time.perf_counter()
-        checked = [await self._checked(m) for m in messages]
+        checked = [await self._verified(m) for m in messages]
         placing = [self.desk.place(s) for s in checked if isinstance(s, SignedOrder)]
         placed = iter(await asyncio.gather(*placing, return_exceptions=True))
         outcomes: list[Outcome | CoreError] = []
@@ -369,10 +370,9 @@ class Matcher(Service[MatcherSettings]):
                 ORDER_ACK.labels("place").observe(took)
         return outcomes
 
-    async def _checked(self, message: matcher_pb2.SignedOrder) -> SignedOrder | CoreError:
+    async def _verified(self, message: matcher_pb2.SignedOrder) -> SignedOrder | CoreError:
         try:
             signed = self.received(message)
-            await self.check_margin(signed)
         except CoreError as exc:
             return exc
         return signed
@@ -394,7 +394,7 @@ class Matcher(Service[MatcherSettings]):
         return signed
 
     async def check_margin(self, signed: SignedOrder, exclude: bytes = b"") -> None:
-        """The pre-trade margin check; raises CoreError with its reason."""
+        """The pre-trade margin check (the desk's, under its lock); raises CoreError."""
         order = signed.order
         if order.reduce_only or not self.settings.margin_check:
             return
