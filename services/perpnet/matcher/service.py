@@ -16,6 +16,7 @@ book is rebuilt from the database before the service reports SERVING.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -403,9 +404,22 @@ class Matcher(Service[MatcherSettings]):
             if self.settings.margin_remote:
                 await self._check_remotely(order, others)
                 return
-            verdict = check_order(self.follower.state, order, others)
+            try:
+                verdict = check_order(self.follower.state, order, others)
+            except CoreError:
+                verdict = None
+            if verdict is None or not verdict.ok:
+                # the replica may lag the log (a price or deposit just committed): catch
+                # up to what the sequencer has committed, then decide on that state
+                await self._catch_up_replica()
+                verdict = check_order(self.follower.state, order, others)
         if not verdict.ok:
             raise CoreError(ErrorCode(verdict.reason), verdict.message.split(": ", 1)[-1])
+
+    async def _catch_up_replica(self) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            committed = (await self.sequencer.state()).last_seq
+            await self.follower.wait_for(committed, self.settings.rpc_timeout_s)
 
     async def _check_remotely(self, order: Order, others: list[Order]) -> None:
         request = margin_pb2.CheckOrderRequest(
