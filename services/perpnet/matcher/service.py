@@ -43,6 +43,7 @@ from perpnet.runtime.follower import (
     ExchangeSettings,
     Follower,
     RefusedError,
+    caught_up,
     repeat,
     sequencer_log,
     submit_stamped,
@@ -418,8 +419,7 @@ class Matcher(Service[MatcherSettings]):
 
     async def _catch_up_replica(self) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
-            committed = (await self.sequencer.state()).last_seq
-            await self.follower.wait_for(committed, self.settings.rpc_timeout_s)
+            await caught_up(self.follower, self.sequencer, self.settings.rpc_timeout_s)
 
     async def _check_remotely(self, order: Order, others: list[Order]) -> None:
         request = margin_pb2.CheckOrderRequest(

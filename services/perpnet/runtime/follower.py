@@ -358,14 +358,19 @@ async def sync_with_sequencer(
     """
     while not stop.is_set():
         try:
-            summary = await client.state()
-            if await follower.wait_for(int(summary.last_seq), 2.0):
+            if await caught_up(follower, client, 2.0):
                 return True
         except grpc.aio.AioRpcError as exc:
             log.info("waiting for the sequencer", extra={"error": exc.code().name})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
     return False
+
+
+async def caught_up(follower: Follower, client: SequencerClient, timeout: float) -> bool:
+    """One try: the replica applies what the sequencer has logged now, within `timeout`."""
+    summary = await client.state()
+    return await follower.wait_for(int(summary.last_seq), timeout)
 
 
 def now_ms() -> int:
