@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perpnet.stark import field as ff
-from perpnet.stark.field import P64, Arr, P
+from perpnet.stark.field import Arr, P
 
 
 class FE:
@@ -57,22 +57,28 @@ class FE:
         """The value as a (4, k) extension array."""
         return self.v if self.is_ext else ff.ext_from_base(self.v)
 
+    # Sums and differences reduce by one conditional subtraction (field.add), which
+    # needs reduced operands: every FE value is reduced, and so are trace cells.
+
     def __add__(self, other: FE | int) -> FE:
         o = _fe(other)
         if self.is_ext or o.is_ext:
-            return FE(ff.ext_add(self.as_ext(), o.as_ext()), True)
-        return FE((self.v + o.v) % P64, False)
+            return FE(ff.add(self.as_ext(), o.as_ext()), True)
+        return FE(ff.add(self.v, o.v), False)
 
     __radd__ = __add__
 
     def __neg__(self) -> FE:
-        return FE((P64 - self.v) % P64, self.is_ext)
+        return FE(ff.neg(self.v), self.is_ext)
 
     def __sub__(self, other: FE | int) -> FE:
-        return self + (-_fe(other))
+        o = _fe(other)
+        if self.is_ext or o.is_ext:
+            return FE(ff.sub(self.as_ext(), o.as_ext()), True)
+        return FE(ff.sub(self.v, o.v), False)
 
     def __rsub__(self, other: FE | int) -> FE:
-        return _fe(other) + (-self)
+        return _fe(other) - self
 
     def __mul__(self, other: FE | int) -> FE:
         o = _fe(other)
@@ -82,7 +88,7 @@ class FE:
             return FE(ff.ext_mul_base(self.v, o.v), True)
         if o.is_ext:
             return FE(ff.ext_mul_base(o.v, self.v), True)
-        return FE((self.v * o.v) % P64, False)
+        return FE(ff.mul(self.v, o.v), False)
 
     __rmul__ = __mul__
 

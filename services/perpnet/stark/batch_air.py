@@ -106,10 +106,31 @@ class BatchPublic:
 
 
 def _dot(weights: Sequence[FE], comps: Sequence[FE]) -> FE:
+    """Σ weights_j·comps_j. Constant weights over base columns (the prover's memory and
+    event fingerprints) are one exact matrix product instead of a term-by-term sum."""
+    if _constant_weights_over_columns(weights, comps):
+        n = max(c.v.size for c in comps)
+        rows = np.empty((len(comps), n), dtype=np.float64)  # lincomb's input type
+        for j, c in enumerate(comps):
+            rows[j] = c.v
+        is_ext = any(w.is_ext for w in weights)
+        coeffs = np.concatenate([w.as_ext() if is_ext else w.v[None, :] for w in weights], axis=1)
+        out = ff.lincomb(np.ascontiguousarray(coeffs), rows)
+        return FE.ext(out) if is_ext else FE.base(out)
     acc = comps[0] * weights[0]
     for w, c in zip(weights[1:], comps[1:], strict=True):
         acc = acc + w * c
     return acc
+
+
+def _constant_weights_over_columns(weights: Sequence[FE], comps: Sequence[FE]) -> bool:
+    if any(isinstance(x, _Pt) for x in (*weights, *comps)):
+        return False
+    return (
+        all(w.v.size == (4 if w.is_ext else 1) for w in weights)
+        and not any(c.is_ext for c in comps)
+        and any(c.v.size > 1 for c in comps)
+    )
 
 
 def _fingerprints(gamma: Arr, weights: Arr, mat: Arr) -> Arr:
@@ -625,15 +646,14 @@ class BatchAir(Air):
         vals = self.lookup_values(main)
         if len(vals) % 2:
             vals = np.concatenate([vals, np.zeros((1, n), dtype=np.uint64)])
-        b = _full(beta, n)
-        inv = ff.ext_inv(_minus_base(b, vals))  # (4, k·n)
-        inv = inv.reshape(4, len(vals), n)
-        hs = (inv[:, 0::2] + inv[:, 1::2]) % P64  # (4, pairs, n)
-        t_inv = ff.ext_inv(_minus_base(b, main[self.cols["tab"]][None, :]))
+        b = beta.as_ext()
+        inv = ff.ext_inv_const_minus(b, vals.reshape(-1)).reshape(4, len(vals), n)
+        hs = ff.reduce(inv[:, 0::2] + inv[:, 1::2])  # (4, pairs, n)
+        t_inv = ff.ext_inv_const_minus(b, main[self.cols["tab"]])
         ht = ff.ext_mul_base(t_inv, main[self.cols["mult"]])
-        step = (hs.sum(axis=1) % P64 + (P64 - ht)) % P64
+        step = ff.reduce(ff.reduce(hs.sum(axis=1)) + (P64 - ht))
         s = np.zeros((4, n), dtype=np.uint64)
-        s[:, 1:] = np.cumsum(step[:, : n - 1], axis=1) % P64
+        s[:, 1:] = ff.reduce(np.cumsum(step[:, : n - 1], axis=1))
         aux = np.empty((self.aux_width, 4, n), dtype=np.uint64)
         aux[0], aux[1], aux[2], aux[3] = z, e, s, ht
         aux[4:] = hs.transpose(1, 0, 2)
@@ -653,15 +673,6 @@ def _v(amount: int) -> list[int]:
 
 def _full(x: FE, n: int) -> Arr:
     return np.ascontiguousarray(np.broadcast_to(x.as_ext(), (4, n)))
-
-
-def _minus_base(b: Arr, vals: Arr) -> Arr:
-    """β − v for every value in vals ((k, n) base), flattened to (4, k·n)."""
-    k, n = vals.shape
-    out = np.empty((4, k, n), dtype=np.uint64)
-    out[0] = (b[0][None, :] + (P64 - vals)) % P64
-    out[1:] = b[1:, None, :]
-    return out.reshape(4, k * n)
 
 
 def _running_product(terms: Arr, n: int) -> Arr:

@@ -39,23 +39,29 @@ from perpnet.stark.batch_layout import (
     MAX_NONCE,
     MAX_TRACE,
     MIN_TRACE,
+    OFF_C,
     OFF_SMALL,
+    OFF_Z,
     SMALL_BITS,
     TABLE_SIZE,
     V_BITS,
     Columns,
     MarketConstants,
-    c_limbs,
     market_constants,
     small_limbs,
-    v_limbs,
-    z_limbs,
 )
 from perpnet.stark.errors import StarkProverError
 from perpnet.stark.field import P
 
 TICK_ORACLE = 1
 TICK_FUNDING = 2
+_LIMB_SHIFTS = (0, LIMB_BITS, 2 * LIMB_BITS, 3 * LIMB_BITS)
+_SCRATCH = ("X", "Y", "V", "C", "C'")
+"""Cells past a row's last column, each holding exactly the bits its limbs keep: X and
+Y plus 2^20 (22 bits), V (44 bits), collateral before and after plus 2^49 (55 bits)."""
+_SMALL_MASK = (1 << (2 * LIMB_BITS)) - 1
+_V_MASK = (1 << (4 * LIMB_BITS)) - 1
+_C_MASK = (1 << (5 * LIMB_BITS)) - 1
 
 
 @dataclass(slots=True)
@@ -102,7 +108,16 @@ class Witness:
 
 
 class _Rows:
-    """Accumulates rows as dicts of integers, then packs them into field columns."""
+    """Accumulates rows as lists of integers indexed by column, then packs them.
+
+    A row starts as a copy of the defaults (zero everywhere but `a1`, the offset limb
+    of A = 0, and `mi` = 1, a pending initial check) and the counters in force; code
+    sets cells through `self.i`, the column index by name. Plain lists keep the
+    per-row Python work (thousands of rows per batch) to indexing. Scratch cells past
+    the last column hold the row's X, Y, V and collaterals (`_SCRATCH`); the columns
+    derived from a row's cells alone (pending checks, products, limbs, carries) are
+    computed for all rows at once by `_derive` when packing.
+    """
 
     def __init__(
         self,
@@ -114,27 +129,44 @@ class _Rows:
         self.cols = cols
         self.consts = consts
         self.m = len(consts)
-        self.rows: list[dict[str, int]] = []
+        self.i = i = cols.index
+        self.rows: list[list[int]] = []
         self.last: dict[int, int] = {}
         self.indices = list(indices)
         self.prices = list(prices)
         self.seq = {"dseq": 0, "wseq": 0, "fseq": 0, "xseq": 0}
+        self.defaults = [0] * (cols.width + len(_SCRATCH))
+        self.defaults[i["a1"]] = OFF_SMALL >> LIMB_BITS
+        self.defaults[i["mi"]] = 1
+        self.c_e = [i[f"e{k}"] for k in range(self.m)]
+        self.lo, self.fo, self.fn, self.cov, self.idx, self.ticks = (
+            self._span(prefix) for prefix in ("lo", "fo", "fn", "cov", "I", "T")
+        )
+        self.c_xyv = [cols.width + _SCRATCH.index(k) for k in ("X", "Y", "V")]
+        self.c_coll = [cols.width + _SCRATCH.index(k) for k in ("C", "C'")]
         self.pad()
 
-    def _base(self) -> dict[str, int]:
-        t = len(self.rows) + 1
-        row: dict[str, int] = {"t": t, **self.seq}
-        for i, v in enumerate(self.indices):
-            row[f"I{i}"] = v
-        for i, v in enumerate(self.prices):
-            row[f"T{i}"] = v
+    def _span(self, prefix: str) -> slice:
+        """The columns prefix0..prefix{m-1}: consecutive, so a row takes a list at once."""
+        first = self.i[f"{prefix}0"]
+        assert [self.i[f"{prefix}{k}"] for k in range(self.m)] == list(range(first, first + self.m))
+        return slice(first, first + self.m)
+
+    def _base(self) -> list[int]:
+        row = self.defaults.copy()
+        i = self.i
+        row[i["t"]] = len(self.rows) + 1
+        for name, v in self.seq.items():
+            row[i[name]] = v
+        row[self.idx] = self.indices
+        row[self.ticks] = self.prices
         return row
 
     def pad(self, kind: str | None = None) -> None:
         """A memory no-op: reads and writes the same tuple at version t (account 0, zeros)."""
         row = self._base()
         if kind is not None:
-            row[kind] = 1
+            row[self.i[kind]] = 1
         self._ledger(row, Ledger(0, 0, [0] * self.m, [0] * self.m), 0)
         self._fill(row)
         self.rows.append(row)
@@ -146,59 +178,39 @@ class _Rows:
             return
         self.pad()
         template = self.rows[-1]
+        ct = self.i["t"]
         for t in range(len(self.rows) + 1, n + 1):
-            row = dict(template)
-            row["t"] = t
+            row = template.copy()
+            row[ct] = t
             self.rows.append(row)
 
-    def _ledger(self, row: dict[str, int], before: Ledger, collateral_after: int) -> None:
-        for i, limb in enumerate(c_limbs(before.collateral)):
-            row[f"co{i}"] = limb
-        for i, limb in enumerate(c_limbs(collateral_after)):
-            row[f"cn{i}"] = limb
-        row["nonce"] = before.nonce
-        for i in range(self.m):
-            row[f"lo{i}"] = before.lots[i]
-            row[f"fo{i}"] = before.funding[i]
-            row[f"fn{i}"] = before.funding[i]
+    def _ledger(
+        self, row: list[int], before: Ledger, collateral_after: int, collateral: int | None = None
+    ) -> None:
+        """Cells of the ledger read (`collateral`, if given, instead of before's) and the
+        collateral written; funding written defaults to the funding read."""
+        c_old = before.collateral if collateral is None else collateral
+        row[self.c_coll[0]] = (c_old + OFF_C) & _C_MASK  # limbs: _derive
+        row[self.c_coll[1]] = (collateral_after + OFF_C) & _C_MASK
+        row[self.i["nonce"]] = before.nonce
+        row[self.lo] = before.lots
+        row[self.fo] = row[self.fn] = before.funding
 
-    def _fill(self, row: dict[str, int]) -> None:
-        """Defaults for the product, amount and carry columns (X = Y = Z = V = 0)."""
-        _pending(row)
-        row.setdefault("a0", 0)
-        row.setdefault("a1", OFF_SMALL >> LIMB_BITS)
-        for name, value in zip(("x0", "x1"), small_limbs(row.pop("_X", 0)), strict=True):
-            row.setdefault(name, value)
-        for name, value in zip(("y0", "y1"), small_limbs(row.pop("_Y", 0)), strict=True):
-            row.setdefault(name, value)
-        x = row["x0"] + LIMB * row["x1"] - OFF_SMALL
-        y = row["y0"] + LIMB * row["y1"] - OFF_SMALL
-        z = x * y
-        zl = z_limbs(z)
-        for i, limb in enumerate(zl):
-            row[f"z{i}"] = limb
-        row["wp"] = _exact_div(row["x0"] * row["y0"] - zl[0], "product carry")
-        v = row.pop("_V", 0)
-        vl = v_limbs(v)
-        for i, limb in enumerate(vl):
-            row[f"v{i}"] = limb
-        kind = {k: row.get(k, 0) for k in KINDS}
-        tr = kind["k_mk"] + kind["k_tk"] + kind["k_lqm"] + kind["k_lcm"]
-        cz = kind["k_set"] + (tr - kind["k_mg"]) * row.get("sq", 0)
-        cv = kind["k_fee"] + kind["k_dep"] + kind["k_xi"] + kind["k_lfi"]
-        cv += (kind["k_lqb"] - kind["k_lcb"]) * row.get("rho", 0)
-        cv -= tr + kind["k_wd"] + kind["k_xo"] + kind["k_fw"] + kind["k_mg"]
-        w = 0
-        for i in range(2):
-            w = _exact_div(
-                row[f"cn{i}"] - row[f"co{i}"] + cz * zl[i] - cv * vl[i] + w, "collateral carry"
-            )
-            row[f"wc{i}"] = w
-        fa, fb, rem = row.get("fa", 0), row.get("fb", 0), row.get("rem", 0)
-        w = 0
-        for i in range(3):
-            w = _exact_div(fb * vl[i] - fa * zl[i] - (rem if i == 0 else 0) + w, "fee carry")
-            row[f"wf{i}"] = w
+    def _touch(self, row: list[int], acct: int) -> None:
+        """Memory read of `acct` at its last version (r = t − 1 − version) and write at t."""
+        i = self.i
+        t = row[i["t"]]
+        r = t - 1 - self.last.get(acct, 0)
+        row[i["r0"]], row[i["r1"]] = r & (LIMB - 1), r >> LIMB_BITS
+        self.last[acct] = t
+
+    def _fill(self, row: list[int], x_val: int = 0, y_val: int = 0, v_val: int = 0) -> None:
+        """Record the row's X, Y and V: 22-bit offset X and Y and 44-bit V, exactly the
+        bits their limbs keep (the derived columns follow in `_derive`)."""
+        cx, cy, cv = self.c_xyv
+        row[cx] = (x_val + OFF_SMALL) & _SMALL_MASK
+        row[cy] = (y_val + OFF_SMALL) & _SMALL_MASK
+        row[cv] = v_val & _V_MASK
 
     def mem(
         self,
@@ -208,28 +220,31 @@ class _Rows:
         after: Ledger,
         *,
         market: int | None = None,
+        x: int = 0,
+        y: int = 0,
+        v: int = 0,
         **extra: int,
     ) -> None:
+        """A memory row of `kind` on `acct` (before -> after), with X, Y, V = x, y, v and
+        other cells from `extra` (by column name)."""
+        i = self.i
         row = self._base()
-        row[kind] = 1
-        row["acct"] = acct
-        rv = self.last.get(acct, 0)
-        r = row["t"] - 1 - rv
-        row["r0"], row["r1"] = r & (LIMB - 1), r >> LIMB_BITS
-        self.last[acct] = row["t"]
+        row[i[kind]] = 1
+        row[i["acct"]] = acct
+        self._touch(row, acct)
         self._ledger(row, before, after.collateral)
-        for i in range(self.m):
-            row[f"fn{i}"] = after.funding[i]
+        row[self.fn] = after.funding
         if market is not None:
-            row[f"e{market}"] = 1
-        row.update(extra)
+            row[self.c_e[market]] = 1
+        for name, value in extra.items():
+            row[i[name]] = value
         if kind in ("k_set", "k_mk", "k_tk", "k_lqm", "k_lcm", "k_lqb", "k_lcb"):
             assert market is not None
             lots = after.lots[market]
-            row["a0"], row["a1"] = small_limbs(lots)
-            row["nz"] = 1 if lots else 0
-            row["G"] = self.indices[market] if lots else 0
-        self._fill(row)
+            row[i["a0"]], row[i["a1"]] = small_limbs(lots)
+            row[i["nz"]] = 1 if lots else 0
+            row[i["G"]] = self.indices[market] if lots else 0
+        self._fill(row, x, y, v)
         self.rows.append(row)
 
     def margin(self, acct: int, led: Ledger, initial: bool, traded: tuple[int, int] | None) -> None:
@@ -257,6 +272,7 @@ class _Rows:
                 if x <= 0:
                     break
                 rows.append((i, tier, x, sign))
+        ix = self.i
         for j, (i, tier, x, sign) in enumerate(rows):
             c = self.consts[i]
             ticks = self.prices[i]
@@ -267,58 +283,98 @@ class _Rows:
             hx = int(x > width)
             if tier == 0:
                 cov[i] = 1
-            before = led.copy()
-            before.collateral = acc
+            before = acc
             acc = acc + (sign * c.quote_unit * z if tier == 0 else 0) - req
             if not -(1 << C_BITS) < acc < 1 << C_BITS:
                 raise StarkProverError(f"account {acct}: margin sum beyond the AIR's ±2^49")
             row = self._base()
-            row["k_mg"] = 1
-            row["acct"] = acct
+            row[ix["k_mg"]] = 1
+            row[ix["acct"]] = acct
             if j == 0:
-                rv = self.last.get(acct, 0)
-                r = row["t"] - 1 - rv
-                row["r0"], row["r1"] = r & (LIMB - 1), r >> LIMB_BITS
-                self.last[acct] = row["t"]
-                row["mst"] = 1
-            self._ledger(row, before, acc)
-            row[f"e{i}"] = 1
-            row["a0"], row["a1"] = small_limbs(led.lots[i])
-            row["mi"] = int(initial)
-            row["trd"] = int(j == 0 and traded is not None and not initial)
-            row["q"] = int(j == len(rows) - 1)
-            for k in range(self.m):
-                row[f"cov{k}"] = cov[k]
+                self._touch(row, acct)
+                row[ix["mst"]] = 1
+            self._ledger(row, led, acc, collateral=before)
+            row[self.c_e[i]] = 1
+            row[ix["a0"]], row[ix["a1"]] = small_limbs(led.lots[i])
+            row[ix["mi"]] = int(initial)
+            row[ix["trd"]] = int(j == 0 and traded is not None and not initial)
+            row[ix["q"]] = int(j == len(rows) - 1)
+            row[self.cov] = cov
             slack = 0 if hx else width - x
-            row.update(t2=int(tier == 1), t3=int(tier == 2), hx=hx, lb=width)
-            row.update(s0=slack & (LIMB - 1), s1=slack >> LIMB_BITS)
             sq = sign * c.quote_unit if tier == 0 else 0
-            row.update(sig=sign, sq=sq, fa=fa, fb=fb, rem=fb * req - fa * z)
-            row.update(_X=x, _Y=ticks, _V=req)
-            self._fill(row)
+            for name, value in (
+                ("t2", int(tier == 1)), ("t3", int(tier == 2)), ("hx", hx), ("lb", width),
+                ("s0", slack & (LIMB - 1)), ("s1", slack >> LIMB_BITS), ("sig", sign),
+                ("sq", sq), ("fa", fa), ("fb", fb), ("rem", fb * req - fa * z),
+            ):  # fmt: skip
+                row[ix[name]] = value
+            self._fill(row, x, ticks, req)
             self.rows.append(row)
 
 
-def _pending(row: dict[str, int]) -> None:
-    """mi, trd, pr, pw as the AIR's pending-check constraints define them."""
-    mi = row.setdefault("mi", 1)
-    trd = row.get("trd", 0)
-    sig = row.get("sig", 0)
-    sig = -1 if sig in (-1, P - 1) else sig
-    market = next((int(k[1:]) for k, v in row.items() if k[0] == "e" and k[1:].isdigit() and v), 0)
-    row["pr"] = mi + (1 - mi) * (2 + trd * (1 + 2 * market + (1 - sig) // 2))
-    if row.get("k_mk") or row.get("k_tk") or row.get("k_lcm"):
-        row["pw"] = mi + (1 - mi) * (3 + 2 * market + (1 + sig) // 2)
-    elif row.get("k_wd") or row.get("k_xo") or row.get("k_fw"):
-        row["pw"] = 1
-    else:
-        row["pw"] = 0
+def _derive(cols: Columns, a: np.ndarray) -> None:
+    """Fill, for every row of `a` at once, the columns the row's other cells determine:
+    pending checks pr and pw (as the AIR's pending-check constraints define them), the
+    limbs of the collaterals, X, Y, Z = X·Y and V, and the carries wp, wc, wf. `a` is
+    (n, width + len(_SCRATCH)) integers (int64, or Python ints if some cell is too
+    wide), the scratch cells last."""
+    i = cols.index
+
+    def col(name: str) -> np.ndarray:
+        return a[:, i[name]]
+
+    def put(name: str, values: np.ndarray) -> None:
+        a[:, i[name]] = values
+
+    w = cols.width
+    xs, ys, v, c_old, c_new = (a[:, w + k] for k in range(len(_SCRATCH)))
+    mask = LIMB - 1
+    for k in range(5):
+        put(f"co{k}", (c_old >> (LIMB_BITS * k)) & mask)
+        put(f"cn{k}", (c_new >> (LIMB_BITS * k)) & mask)
+    e = a[:, [i[f"e{k}"] for k in range(cols.num_markets)]]
+    market = (e != 0).argmax(axis=1)  # the row's market, 0 if none
+    mi, trd = col("mi"), col("trd")
+    sig = np.where(col("sig") == P - 1, -1, col("sig"))
+    put("pr", mi + (1 - mi) * (2 + trd * (1 + 2 * market + (1 - sig) // 2)))
+    checked = (col("k_mk") != 0) | (col("k_tk") != 0) | (col("k_lcm") != 0)
+    paid_out = (col("k_wd") != 0) | (col("k_xo") != 0) | (col("k_fw") != 0)
+    pw = np.where(paid_out, 1, 0)
+    put("pw", np.where(checked, mi + (1 - mi) * (3 + 2 * market + (1 + sig) // 2), pw))
+    x0, x1, y0, y1 = xs & mask, xs >> LIMB_BITS, ys & mask, ys >> LIMB_BITS
+    for name, limb in (("x0", x0), ("x1", x1), ("y0", y0), ("y1", y1)):
+        put(name, limb)
+    z = (xs - OFF_SMALL) * (ys - OFF_SMALL) + OFF_Z
+    zl = [(z >> s) & mask for s in _LIMB_SHIFTS]
+    vl = [(v >> s) & mask for s in _LIMB_SHIFTS]
+    for k in range(4):
+        put(f"z{k}", zl[k])
+        put(f"v{k}", vl[k])
+    put("wp", _exact_div(x0 * y0 - zl[0], "product carry"))
+    kd = {name: col(name) for name in KINDS}
+    tr = kd["k_mk"] + kd["k_tk"] + kd["k_lqm"] + kd["k_lcm"]
+    cz = kd["k_set"] + (tr - kd["k_mg"]) * col("sq")
+    cv = kd["k_fee"] + kd["k_dep"] + kd["k_xi"] + kd["k_lfi"]
+    cv = cv + (kd["k_lqb"] - kd["k_lcb"]) * col("rho")
+    cv = cv - (tr + kd["k_wd"] + kd["k_xo"] + kd["k_fw"] + kd["k_mg"])
+    carry: np.ndarray | int = 0
+    for j in range(2):
+        carry = _exact_div(
+            col(f"cn{j}") - col(f"co{j}") + cz * zl[j] - cv * vl[j] + carry, "collateral carry"
+        )
+        put(f"wc{j}", carry)
+    fa, fb = col("fa"), col("fb")
+    carry = -col("rem")
+    for j in range(3):
+        carry = _exact_div(fb * vl[j] - fa * zl[j] + carry, "fee carry")
+        put(f"wf{j}", carry)
 
 
-def _exact_div(value: int, what: str) -> int:
-    if value % LIMB:
+def _exact_div(value: np.ndarray, what: str) -> np.ndarray:
+    if np.any(value % LIMB):
         raise StarkProverError(f"internal error: {what} is not exact")
-    return value // LIMB
+    out: np.ndarray = value // LIMB
+    return out
 
 
 def _check_ledger(acct: int, ledger: Ledger) -> None:
@@ -396,7 +452,7 @@ class _Builder:
             after = led.copy()
             after.collateral -= lots * gap
             after.funding[i] = index
-            self.rows.mem("k_set", acct, led, after, market=i, _X=lots, _Y=gap)
+            self.rows.mem("k_set", acct, led, after, market=i, x=lots, y=gap)
             self.ledgers[acct] = led = after
 
     def credit(self, kind: str, acct: int, amount: int, **extra: int) -> None:
@@ -407,7 +463,7 @@ class _Builder:
         if kind in ("k_wd", "k_xo"):
             after.nonce += 1
         _check_amount(amount, "amount")
-        self.rows.mem(kind, acct, led, after, _V=amount, **extra)
+        self.rows.mem(kind, acct, led, after, v=amount, **extra)
         self.ledgers[acct] = after
 
     def side(
@@ -432,7 +488,7 @@ class _Builder:
         extra = {"sig": sign, "sq": sign * c.quote_unit, "D": sign * lots, "fa": fa}
         extra["mi"] = int(increasing)
         self.rows.mem(
-            kind, acct, led, after, market=i, _X=lots, _Y=ticks, _V=fee, fb=fb, rem=rem, **extra
+            kind, acct, led, after, market=i, x=lots, y=ticks, v=fee, fb=fb, rem=rem, **extra
         )
         self.ledgers[acct] = after
 
@@ -448,7 +504,7 @@ class _Builder:
         _check_amount(abs(receipt), "receipt")
         rho = 1 if receipt >= 0 else -1
         extra = {"sig": sign, "sq": sign * c.quote_unit, "D": sign * lots, "rho": rho}
-        self.rows.mem(kind, acct, led, after, market=i, _X=lots, _Y=0, _V=abs(receipt), **extra)
+        self.rows.mem(kind, acct, led, after, market=i, x=lots, y=0, v=abs(receipt), **extra)
         self.ledgers[acct] = after
 
     def fee_pool(self) -> tuple[int, Ledger]:
@@ -496,8 +552,8 @@ class _Builder:
             self.credit("k_lfi", INSURANCE_FUND_ID, event.fee)
         self.side("k_lqm", acct, i, sign, lots, ticks, event.fee)
         self.side("k_lcm", cp, i, -sign, lots, ticks, maker_fee)
-        row = self.rows.rows[-1]
-        self.rows.margin(cp, self.ledgers[cp], bool(row["mi"]), (i, -sign))
+        mi = self.rows.rows[-1][self.rows.i["mi"]]
+        self.rows.margin(cp, self.ledgers[cp], bool(mi), (i, -sign))
 
     def deleverage(self, tx: Deleverage) -> None:
         st = self.state
@@ -584,8 +640,9 @@ class _Builder:
             self.side("k_mk", maker, i, sign, lots, ticks, fill.maker_fee)
             self.side("k_tk", taker, i, -sign, lots, ticks, fill.taker_fee)
             for acct, rows_kind, side_sign in ((maker, "k_mk", sign), (taker, "k_tk", -sign)):
-                row = next(r for r in reversed(self.rows.rows) if r.get(rows_kind))
-                self.rows.margin(acct, self.ledgers[acct], bool(row["mi"]), (i, side_sign))
+                c_kind, c_mi = self.rows.i[rows_kind], self.rows.i["mi"]
+                mi = next(r[c_mi] for r in reversed(self.rows.rows) if r[c_kind])
+                self.rows.margin(acct, self.ledgers[acct], bool(mi), (i, side_sign))
         elif isinstance(tx, Liquidate):
             self.liquidate(tx)
         elif isinstance(tx, Deleverage):
@@ -626,56 +683,55 @@ def build_witness(state: ExchangeState, txs: Sequence[Tx]) -> Witness:
     if n > MAX_TRACE:
         raise StarkProverError(f"{used} rows: beyond the batch AIR's 2^20-row bound")
     b.rows.pad_to(n)
-    _accumulate_fees(rows)
+    _accumulate_fees(b.cols, rows)
     trace = pack(b.cols, rows)
     kinds = {k: int(trace[b.cols[k]].sum()) for k in KINDS}
     return Witness(trace, dict(b.rows.last), b.ticks, used, kinds)
 
 
-def _accumulate_fees(rows: list[dict[str, int]]) -> None:
+def _accumulate_fees(cols: Columns, rows: list[list[int]]) -> None:
     """The fee accumulator fq (4 limbs, the sum before the row) and its carries fc."""
+    i = cols.index
+    c_fq = [i[f"fq{k}"] for k in range(4)]
+    c_fc = [i[f"fc{k}"] for k in range(3)]
+    c_fee = [i["k_mk"], i["k_tk"], i["k_lcm"]]
+    c_credit = i["k_fee"]
+    c_v = cols.width + _SCRATCH.index("V")
+    mask = LIMB - 1
     acc = [0, 0, 0, 0]
     for row in rows:
-        for i in range(4):
-            row[f"fq{i}"] = acc[i]
-        v = [row.get(f"v{i}", 0) for i in range(4)]
-        if row.get("k_mk") or row.get("k_tk") or row.get("k_lcm"):
+        for c, a in zip(c_fq, acc, strict=True):
+            row[c] = a
+        if row[c_fee[0]] or row[c_fee[1]] or row[c_fee[2]]:
             carry = 0
-            for i in range(4):
-                total = acc[i] + v[i] + carry
+            for k in range(4):
+                total = acc[k] + ((row[c_v] >> _LIMB_SHIFTS[k]) & mask) + carry
                 carry = total >> LIMB_BITS
-                acc[i] = total & (LIMB - 1)
-                if i < 3:
-                    row[f"fc{i}"] = carry
+                acc[k] = total & mask
+                if k < 3:
+                    row[c_fc[k]] = carry
                 elif carry:
                     raise StarkProverError("fees of the batch reach 2^44 quantums")
-        elif row.get("k_fee"):
-            if v != acc:
+        elif row[c_credit]:
+            if [(row[c_v] >> s) & mask for s in _LIMB_SHIFTS] != acc:
                 raise StarkProverError("internal error: fee pool credit differs from the fees")
             acc = [0, 0, 0, 0]
     if acc != [0, 0, 0, 0]:
         raise StarkProverError("internal error: fees left uncredited")
 
 
-def pack(cols: Columns, rows: list[dict[str, int]]) -> np.ndarray:
-    """Rows of integers -> (width, n) canonical field elements, plus the lookup table."""
-    n = len(rows)
-    out = np.zeros((cols.width, n), dtype=np.int64)
-    ints: dict[str, list[int]] = {name: [0] * n for name in cols.names}
-    for r, row in enumerate(rows):
-        for name, value in row.items():
-            if name == "e_market":
-                ints[f"e{value}"][r] = 1
-            else:
-                ints[name][r] = value
-    for name, values in ints.items():
-        try:
-            column = np.array(values, dtype=np.int64)
-        except OverflowError:  # beyond int64: reduce in Python first
-            column = np.array([v % P for v in values], dtype=np.int64)
-        out[cols[name]] = column % P
-    tab = np.minimum(np.arange(n), TABLE_SIZE - 1)
-    out[cols["tab"]] = tab
+def pack(cols: Columns, rows: list[list[int]]) -> np.ndarray:
+    """Rows (with their scratch cells) -> (width, n) canonical field elements: the
+    derived columns filled in, plus the lookup table."""
+    n, width = len(rows), cols.width
+    try:
+        a = np.array(rows, dtype=np.int64).reshape(n, width + len(_SCRATCH))
+    except OverflowError:  # a cell beyond int64: the same arithmetic on Python ints
+        a = np.array(rows, dtype=object).reshape(n, width + len(_SCRATCH))
+    _derive(cols, a)
+    ints = a[:, :width] % P  # floor-mod: the canonical residue, negatives included
+    out = np.ascontiguousarray(ints.T.astype(np.int64))
+    out[cols["tab"]] = np.minimum(np.arange(n), TABLE_SIZE - 1)
     return out.astype(np.uint64)
 
 

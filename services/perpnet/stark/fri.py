@@ -58,7 +58,7 @@ def fold(cosets: Arr, xinv: Arr, beta: Arr) -> Arr:
         acc = np.zeros((4, cosets.shape[2]), dtype=np.uint64)
         for m in range(r):
             acc += cosets[:, m, :] * np.uint64(w[k][m])
-            acc %= P64
+            ff.reduce(acc)
         parts.append(acc)
     y = ff.ext_mul_base(beta, xinv)  # β/x, shape (4, k)
     out: Arr = parts[r - 1]

@@ -17,7 +17,7 @@ import numpy as np
 from perpnet.stark import field as ff
 from perpnet.stark.air import FE, Air, Boundary, Frame
 from perpnet.stark.errors import ParameterError
-from perpnet.stark.field import GENERATOR, P64, Arr, P
+from perpnet.stark.field import GENERATOR, Arr, P
 from perpnet.stark.params import ProofParams
 from perpnet.stark.transcript import Transcript
 
@@ -212,7 +212,5 @@ def deep_values(
 
 
 def _inv_x_minus(x: Arr, z: Arr) -> Arr:
-    d = np.empty((4, x.shape[0]), dtype=np.uint64)
-    d[0] = (x + (P64 - z[0, 0])) % P64
-    d[1:] = ((P64 - z[1:, :]) % P64) * np.ones_like(x)[None, :]
-    return ff.ext_inv(d)
+    """1/(x − z) = −1/(z − x) for base points x and one extension element z."""
+    return ff.neg(ff.ext_inv_const_minus(z, x))

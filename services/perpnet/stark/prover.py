@@ -135,7 +135,7 @@ def prove_proof(
     t.absorb_felts(ood)
     gamma = t.challenge_ext()
     root = ff.two_adic_root(lay.log_n + params.log_blowup)
-    x = ff.powers(root, big_n) * np.uint64(SHIFT) % P64
+    x = _coset_points(root, big_n)
     deep = deep_values(x, main_lde, aux_lde, comp_lde, ood, gamma, z, zg)
     clock.lap("deep")
 
@@ -165,6 +165,16 @@ def prove_proof(
     )
     clock.lap("queries")
     return proof
+
+
+def _coset_points(root: int, size: int) -> Arr:
+    """SHIFT·root^i for i < size: the points of an LDE or constraint-evaluation coset."""
+    return ff.reduce(ff.powers(root, size) * np.uint64(SHIFT))
+
+
+def _felt(value: int) -> Arr:
+    """A reduced element as a 0-d array (broadcasts like a scalar)."""
+    return np.array(value % P, dtype=np.uint64)
 
 
 def _as_trace(air: Air, trace: Arr | Sequence[Sequence[int]]) -> Arr:
@@ -247,20 +257,22 @@ def _composition(
     base_idx = [i for i, c in enumerate(cons) if not c.is_ext]
     acc = ff.ext_zero(m)
     if base_idx:
-        rows = np.stack([np.broadcast_to(cons[i].v, (m,)) for i in base_idx])
+        rows = np.empty((len(base_idx), m), dtype=np.float64)  # lincomb's input type
+        for j, i in enumerate(base_idx):
+            rows[j] = cons[i].v
         acc = ff.lincomb(apows[:, base_idx], rows)
     for i, c in enumerate(cons):
         if c.is_ext:
             acc = ff.ext_add(acc, ff.ext_mul(apows[:, i : i + 1], c.v))
 
-    x = ff.powers(ff.two_adic_root(lay.log_n + ce.bit_length() - 1), m) * np.uint64(SHIFT) % P64
+    x = _coset_points(ff.two_adic_root(lay.log_n + ce.bit_length() - 1), m)
     g = ff.two_adic_root(lay.log_n)
     # 1/Z(x) = (x - g^(n-1)) / (x^n - 1); x^n repeats with period ce on this coset.
     xn = [
         pow(SHIFT, n, P) * pow(ff.two_adic_root(ce.bit_length() - 1), i, P) % P for i in range(ce)
     ]
     inv_xn = np.tile(np.array([ff.inv(v - 1) for v in xn], dtype=np.uint64), n)
-    zinv = (x + (P64 - np.uint64(pow(g, n - 1, P)))) % P64 * inv_xn % P64
+    zinv = ff.reduce(ff.sub(x, _felt(pow(g, n - 1, P))) * inv_xn)
     total = ff.ext_mul_base(acc, zinv)
 
     base = len(cons)
@@ -280,10 +292,11 @@ def _composition(
                 num = ff.ext_add(num, ff.ext_mul(a, aux_cur[b.column]))
             else:
                 coef[:, b.column] = (coef[:, b.column] + a[:, 0]) % P64
-        if coef.any():
-            num = ff.ext_add(num, ff.lincomb(coef, cur))
+        used = np.flatnonzero(coef.any(axis=0))  # the few columns pinned on this row
+        if used.size:
+            num = ff.ext_add(num, ff.lincomb(coef[:, used], cur[used]))
         num = ff.ext_sub(num, const)
-        den_inv = ff.batch_inv((x + (P64 - np.uint64(pow(g, row, P)))) % P64)
+        den_inv = ff.batch_inv(ff.sub(x, _felt(pow(g, row, P))))
         total = ff.ext_add(total, ff.ext_mul_base(num, den_inv))
 
     coeffs = interpolate_coset(total, SHIFT)  # (4, m)
