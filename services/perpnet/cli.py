@@ -6,6 +6,7 @@ progress on stderr, so `perpnet bench stf > out.json` stays machine-readable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -177,16 +178,26 @@ def bench_l1(
         help="batch sizes (transactions) proven and verified on chain, comma-separated; "
         "empty to skip",
     ),
+    blowup: int = typer.Option(4, help="LDE blowup of the proofs verified on chain (power of 2)"),
+    queries: int = typer.Option(
+        42, help="FRI queries: each costs verification gas and gives log2(blowup) bits"
+    ),
 ) -> None:
     """L1 gas: per state update by batch size (fact registry, and STARK-verified on chain),
     deposit, claim, forced request, escape."""
     from perpnet.l1 import bench as l1_bench
+    from perpnet.stark.errors import ParameterError
+    from perpnet.stark.params import DEFAULT_PARAMS
 
     parsed = tuple(int(x) for x in stark_sizes.split(",") if x.strip())
     if any(n < 1 for n in parsed):
         raise typer.BadParameter("batch sizes must be positive", param_hint="--stark-sizes")
+    try:
+        params = dataclasses.replace(DEFAULT_PARAMS, blowup=blowup, num_queries=queries)
+    except ParameterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--blowup/--queries") from exc
     with err.status("L1 gas benchmark (starts a local anvil; proves the stark sizes)"):
-        emit(l1_bench.run(stark_sizes=parsed))
+        emit(l1_bench.run(stark_sizes=parsed, proof_params=params))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from perpnet.core.batch import DepositEntry, ForcedEntry
 from perpnet.core.markets import USD
 from perpnet.core.txs import ForcedWithdrawal
 from perpnet.l1.anvil import rpc
-from perpnet.l1.client import L1RevertError
+from perpnet.l1.client import L1RevertError, verify_call
 from perpnet.testkit import trader
 
 from .conftest import GRACE_S, RECLAIM_S, World
@@ -75,6 +75,15 @@ def test_state_update_reverts_with_a_clear_reason(world: World) -> None:
     rejected("public inputs length mismatch", inputs.encode() + b"\x00")
     rejected("public inputs truncated", inputs.encode()[:100])
     rejected("invalid proof: fact not registered", inputs, b"another proof")
+    # update_state's proof argument is the verifier's call; the rollup binds it to the inputs
+    other = verify_call(replace(inputs, batch_id=7).encode(), proof)
+    for bad, reason in (
+        (other, "proof is for other public inputs"),
+        (b"\x00" * 4 + other[4:], "proof is not a verify call"),
+        (other[:67], "proof is not a verify call"),
+    ):
+        with reverts(reason):
+            world.gov.sender.transact(world.gov.rollup.functions.update_state(inputs.encode(), bad))
     with reverts("not an operator"):
         world.user("bob").update_state(inputs, proof)
     with reverts("not an authorised verifier"):
@@ -227,11 +236,14 @@ def test_pause_stops_deposits_and_updates_but_not_exits_and_roles_are_enforced(
     assert request_id == 0
     with reverts("only governance"):
         alice.set_verifier(ALICE.address)
+    with reverts("verifier has no code"):  # a call to it would succeed: every proof would pass
+        world.gov.set_verifier(ALICE.address)
 
 
 def test_a_proof_of_the_maximum_size_travels_as_calldata(world: World) -> None:
-    max_proof = world.gov.rollup.functions.MAX_PROOF().call()
+    max_proof = world.gov.verifier.functions.MAX_PROOF().call()
     assert max_proof == 262_144
+    assert world.gov.rollup.functions.MAX_PROOF().call() == max_proof + 100  # the verify call
     batch = world.builder.cut()
     proof = bytes(range(256)) * (max_proof // 256) + b"\x01" * (max_proof % 256)
     world.post(batch, proof)

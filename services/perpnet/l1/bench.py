@@ -32,7 +32,7 @@ from perpnet.core.txs import Deposit, Tx
 from perpnet.l1.anvil import DEV_KEY, Anvil
 from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.deploy import deploy
-from perpnet.stark.params import DEFAULT_PARAMS
+from perpnet.stark.params import DEFAULT_PARAMS, ProofParams, security_bits
 from perpnet.testkit import Desk, trader
 
 DEFAULT_BATCH_SIZES = (1, 10, 100)
@@ -90,19 +90,20 @@ def _update_gas(bench: _Bench, size: int, proof: bytes, tag: str) -> tuple[int, 
     return bench.post(bench.builder.cut(), proof), deposit_gas
 
 
-def _stark(w3: Web3, sizes: Sequence[int], accounts: int) -> dict[str, object]:
+def _stark(w3: Web3, sizes: Sequence[int], accounts: int, params: ProofParams) -> dict[str, object]:
     from perpnet.l1 import stark_bench  # the STARK stack: only when measured
 
     return {
         "parameters": {
             "workload": "perpnet.bench.stf (a warm-up batch, then the measured one)",
             "accounts": accounts,
-            "proof_params": dataclasses.asdict(DEFAULT_PARAMS),
+            "proof_params": dataclasses.asdict(params),
+            "security_bits": security_bits(params),
             "max_statement_bytes": stark_bench.MAX_PUBLIC,
             "max_packed_proof_bytes": stark_bench.MAX_PROOF,
             "repeats": 1,
         },
-        "state_update": [stark_bench.measure(w3, size, accounts, DEFAULT_PARAMS) for size in sizes],
+        "state_update": [stark_bench.measure(w3, size, accounts, params) for size in sizes],
     }
 
 
@@ -111,9 +112,11 @@ def run(
     proof_bytes: int = DEFAULT_PROOF_BYTES,
     stark_sizes: Sequence[int] = DEFAULT_STARK_SIZES,
     stark_accounts: int = STARK_ACCOUNTS,
+    proof_params: ProofParams = DEFAULT_PARAMS,
 ) -> dict[str, object]:
     """Measure on a private anvil; every figure is gas used by one transaction.
-    `stark_sizes` empty skips the stark section (which proves batches: the slow part)."""
+    `stark_sizes` empty skips the stark section (which proves batches: the slow part);
+    `proof_params` trade prove time (blowup) against verification gas (queries)."""
     started = time.perf_counter()
     with Anvil() as anvil:
         bench = _Bench(anvil)
@@ -147,7 +150,7 @@ def run(
         assert account_id is not None
         leaf, siblings = bench.state.account_proof(account_id)
         _, escape_receipt = alice_l1.escape(account_id, leaf, siblings)
-        stark = _stark(bench.w3, stark_sizes, stark_accounts) if stark_sizes else None
+        stark = _stark(bench.w3, stark_sizes, stark_accounts, proof_params) if stark_sizes else None
     return {
         "benchmark": "l1",
         "unit": "gas",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account as EthAccount
 from hexbytes import HexBytes
 from web3 import Web3
@@ -23,6 +24,16 @@ from web3.types import EventData, TxParams, TxReceipt
 
 from perpnet.core.batch import PublicInputs
 from perpnet.core.crypto import keccak
+
+VERIFY_SELECTOR = keccak(b"verify(bytes32,bytes)")[:4]
+
+
+def verify_call(public_inputs: bytes, proof: bytes) -> bytes:
+    """update_state's `proof` argument: the calldata of the verifier's
+    verify(keccak(public_inputs), proof), which the rollup forwards as is (its memory
+    then grows with the proof's length, not with its maximum)."""
+    return VERIFY_SELECTOR + abi_encode(["bytes32", "bytes"], [keccak(public_inputs), proof])
+
 
 RECEIPT_TIMEOUT_S = 120.0
 
@@ -270,7 +281,7 @@ class RollupClient:
             )
 
     def _update_call(self, data: bytes, proof: bytes) -> ContractFunction:
-        return self.rollup.functions.update_state(data, proof)
+        return self.rollup.functions.update_state(data, verify_call(data, proof))
 
     def _fact_call(self, data: bytes, proof: bytes) -> ContractFunction:
         return self.verifier.functions.register(keccak(data), keccak(proof))

@@ -45,8 +45,8 @@ def _constant(contract: str, name: str) -> int:
 
 MAX_PUBLIC = _constant(sv.LIBRARY, "MAX_PUBLIC")
 """stark_lib.MAX_PUBLIC: the longest batch statement the on-chain verifier takes."""
-MAX_PROOF = _constant("rollup", "MAX_PROOF")
-"""rollup.MAX_PROOF: the longest packed proof update_state takes."""
+MAX_PROOF = _constant("stark_batch_verifier", "MAX_PACKED")
+"""stark_batch_verifier.MAX_PACKED: the longest packed proof update_state takes."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class Proven:
         if len(self.statement) > MAX_PUBLIC:
             return f"statement {len(self.statement):,} B > stark_lib.MAX_PUBLIC {MAX_PUBLIC:,}"
         if len(self.packed) > MAX_PROOF:
-            return f"packed proof {len(self.packed):,} B > rollup.MAX_PROOF {MAX_PROOF:,}"
+            limit = f"stark_batch_verifier.MAX_PACKED {MAX_PROOF:,}"
+            return f"packed proof {len(self.packed):,} B > {limit}"
         return None
 
 

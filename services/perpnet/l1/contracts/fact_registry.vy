@@ -60,7 +60,11 @@ def register(public_inputs_hash: bytes32, proof_hash: bytes32):
 @external
 @view
 def verify(public_inputs_hash: bytes32, proof: Bytes[MAX_PROOF]) -> bool:
-    return self.is_valid[keccak256(concat(public_inputs_hash, keccak256(proof)))]
+    """True if the fact is registered; reverts otherwise (the rollup's verifier interface)."""
+    assert self.is_valid[keccak256(concat(public_inputs_hash, keccak256(proof)))], (
+        "invalid proof: fact not registered"
+    )
+    return True
 
 
 @external

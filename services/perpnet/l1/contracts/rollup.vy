@@ -17,10 +17,14 @@
 
 from ethereum.ercs import IERC20
 
-interface IVerifier:
-    def verify(public_inputs_hash: bytes32, proof: Bytes[MAX_PROOF]) -> bool: view
+# The verifier's one entry point, verify(bytes32 public_inputs_hash, bytes proof): it
+# returns on a proof it accepts and reverts otherwise. 0x258ae582 is its method id.
+VERIFY_SELECTOR: constant(uint256) = 629_859_714
 
-MAX_PROOF: public(constant(uint256)) = 262_144  # a packed batch proof: statement + STARK
+# update_state's `proof`: the verifier's verify(bytes32, bytes) calldata (100 bytes of
+# selector, hash, offset and length) for a proof of up to 262,144 bytes (a packed batch
+# proof: statement + STARK)
+MAX_PROOF: public(constant(uint256)) = 262_244
 MAX_PUBLIC_INPUTS: public(constant(uint256)) = 65_536
 MAX_MARKETS: public(constant(uint256)) = 32
 TREE_DEPTH: public(constant(uint256)) = 32
@@ -188,6 +192,7 @@ def __init__(
     TOKEN = IERC20(token)
     GRACE_PERIOD = grace_period
     DEPOSIT_RECLAIM_DELAY = deposit_reclaim_delay
+    assert verifier.is_contract, "verifier has no code"  # a call to no code would succeed
     self.verifier = verifier
     self.governance = governance
     self.operators[operator] = True
@@ -432,9 +437,14 @@ def update_state(public_inputs: Bytes[MAX_PUBLIC_INPUTS], proof: Bytes[MAX_PROOF
     assert not self.paused, "paused"
     assert not self.frozen, "frozen"
     self._apply(public_inputs)
-    assert staticcall IVerifier(self.verifier).verify(
-        keccak256(public_inputs), proof
-    ), "invalid proof: fact not registered"
+    # `proof` is the verifier's calldata, verify(keccak256(public_inputs), <proof>), sent
+    # as is: memory is paid up to the highest byte touched, and re-encoding it (or a
+    # typed call, which sends its buffer's maximum) would touch MAX_PROOF more. A
+    # verifier reverts on a proof it refuses, so no return buffer is needed either.
+    assert len(proof) >= 68, "proof is not a verify call"
+    assert convert(extract32(proof, 0), uint256) >> 224 == VERIFY_SELECTOR, "proof is not a verify call"
+    assert extract32(proof, 4) == keccak256(public_inputs), "proof is for other public inputs"
+    raw_call(self.verifier, proof, is_static_call=True)
 
 
 # ------------------------------------------------------------------ withdrawals
@@ -584,7 +594,7 @@ def set_paused(paused: bool):
 @external
 def set_verifier(verifier: address):
     self._only_governance()
-    assert verifier != empty(address), "verifier cannot be the zero address"
+    assert verifier.is_contract, "verifier has no code"  # a call to no code would succeed
     self.verifier = verifier
     log VerifierSet(verifier=verifier)
 

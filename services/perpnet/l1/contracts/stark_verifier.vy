@@ -46,20 +46,6 @@ interface IAirEvaluator:
     ) -> (DynArray[uint256, MAX_CONSTRAINTS], DynArray[L.Boundary, MAX_BOUNDARIES]): view
 
 
-interface IStarkFri:
-    def verify_fri(
-        data: Bytes[MAX_PROOF],
-        start: uint256,
-        log_lde: uint256,
-        log_r: uint256,
-        roots: DynArray[bytes32, MAX_LAYERS],
-        betas: DynArray[uint256, MAX_LAYERS],
-        final_poly: DynArray[uint256, MAX_FINAL],
-        queries: DynArray[uint256, L.MAX_QUERIES],
-        values: DynArray[uint256, L.MAX_QUERIES],
-    ) -> bool: view
-
-
 struct Layout:
     log_n: uint256
     width: uint256
@@ -559,15 +545,25 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     for i: uint256 in range(kq, bound=L.MAX_QUERIES):
         deep.append(L.ext_mul(nums[i], invs[i]))
 
-    # ---- FRI
-    return staticcall IStarkFri(FRI).verify_fri(
-        proof,
-        pos,
-        depth,
-        LOG_FOLDING,
-        roots,
-        betas,
-        final_poly,
-        queries,
-        deep,
+    # ---- FRI: it reverts unless it accepts. A raw call sends the encoded arguments'
+    # actual length and needs no return buffer (a typed call sends its buffer's maximum,
+    # a return buffer would sit past it, and memory is paid up to the highest byte touched)
+    raw_call(
+        FRI,
+        abi_encode(
+            proof,
+            pos,
+            depth,
+            LOG_FOLDING,
+            roots,
+            betas,
+            final_poly,
+            queries,
+            deep,
+            method_id=method_id(
+                "verify_fri(bytes,uint256,uint256,uint256,bytes32[],uint256[],uint256[],uint256[],uint256[])"
+            ),
+        ),
+        is_static_call=True,
     )
+    return True
