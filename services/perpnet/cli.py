@@ -163,24 +163,39 @@ def bench_e2e(
     clients: int = typer.Option(8, min=1, max=256, help="concurrent trading clients"),
     provers: int = typer.Option(1, min=1, max=16),
     batch: int = typer.Option(1, min=1, max=100, help="orders per request (POST /v1/orders/batch)"),
+    rate: float | None = typer.Option(
+        None,
+        min=0.1,
+        max=20_000.0,
+        help="open loop: orders/s offered by all clients together, latency from the scheduled "
+        "send [default: closed loop, each client as fast as it is answered]",
+    ),
 ) -> None:
     """The whole system under load: orders/s, trades/s, ack latency, proof cadence, backlog."""
     from perpnet.bench import e2e
 
     with err.status("end-to-end benchmark (starts its own devnet on loopback)") as status:
-        emit(e2e.run(duration, clients, provers=provers, batch=batch, progress=status.update))
+        emit(
+            e2e.run(
+                duration, clients, provers=provers, batch=batch, rate=rate, progress=status.update
+            )
+        )
 
 
 @bench.command("l1")
 def bench_l1(
     stark_sizes: str = typer.Option(
-        "64,256,512,1024",
+        "64,256,512,1024,2048,4096",
         help="batch sizes (transactions) proven and verified on chain, comma-separated; "
         "empty to skip",
     ),
-    blowup: int = typer.Option(4, help="LDE blowup of the proofs verified on chain (power of 2)"),
-    queries: int = typer.Option(
-        42, help="FRI queries: each costs verification gas and gives log2(blowup) bits"
+    blowup: int | None = typer.Option(
+        None, help="LDE blowup of the proofs verified on chain (power of 2) [default: the prover's]"
+    ),
+    queries: int | None = typer.Option(
+        None,
+        help="FRI queries: each costs verification gas and gives log2(blowup) bits "
+        "[default: the prover's]",
     ),
 ) -> None:
     """L1 gas: per state update by batch size (fact registry, and STARK-verified on chain),
@@ -193,7 +208,11 @@ def bench_l1(
     if any(n < 1 for n in parsed):
         raise typer.BadParameter("batch sizes must be positive", param_hint="--stark-sizes")
     try:
-        params = dataclasses.replace(DEFAULT_PARAMS, blowup=blowup, num_queries=queries)
+        params = dataclasses.replace(
+            DEFAULT_PARAMS,
+            blowup=DEFAULT_PARAMS.blowup if blowup is None else blowup,
+            num_queries=DEFAULT_PARAMS.num_queries if queries is None else queries,
+        )
     except ParameterError as exc:
         raise typer.BadParameter(str(exc), param_hint="--blowup/--queries") from exc
     with err.status("L1 gas benchmark (starts a local anvil; proves the stark sizes)"):

@@ -14,19 +14,31 @@ from perpnet.bench import e2e
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("batch", [1, 4], ids=["POST /v1/orders", "POST /v1/orders/batch"])
+@pytest.mark.parametrize(
+    ("batch", "rate"),
+    [(1, None), (4, 40.0)],
+    ids=["POST /v1/orders, closed loop", "POST /v1/orders/batch, open loop at 40 orders/s"],
+)
 def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_backlog(
-    tmp_path: Path, batch: int
+    tmp_path: Path, batch: int, rate: float | None
 ) -> None:
     with devnet_lock():
         report = e2e.run(
-            duration_s=4, clients=2, withdrawals=1, batch=batch, directory=tmp_path / "bench"
+            duration_s=4,
+            clients=2,
+            withdrawals=1,
+            batch=batch,
+            rate=rate,
+            directory=tmp_path / "bench",
         )
     assert report["parameters"]["batch"] == batch
+    assert report["parameters"]["rate_orders_per_s"] == rate
     json.dumps(report)  # JSON as printed
     figures = report["figures"]
     assert figures["orders_accepted"] > 0 and figures["orders_per_s"] > 0
     assert figures["trades_per_s"] > 0 and not figures["errors"]
+    if rate is not None:  # the open loop offers its rate, no more
+        assert figures["orders_per_s"] <= rate * 1.1
     assert 0 < figures["ack_ms"]["p50"] <= figures["ack_ms"]["p99"] <= figures["ack_ms"]["max"]
     backlog = figures["prover_backlog_batches"]
     assert backlog["samples"] and backlog["max"] is not None
@@ -41,3 +53,5 @@ def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_back
 def test_bench_e2e_refuses_an_unbounded_run() -> None:
     with pytest.raises(ValueError, match="duration_s"):
         e2e.run(duration_s=3600)
+    with pytest.raises(ValueError, match="rate"):
+        e2e.run(duration_s=5, rate=0)

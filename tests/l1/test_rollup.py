@@ -242,7 +242,8 @@ def test_pause_stops_deposits_and_updates_but_not_exits_and_roles_are_enforced(
 
 def test_a_proof_of_the_maximum_size_travels_as_calldata(world: World) -> None:
     max_proof = world.gov.verifier.functions.MAX_PROOF().call()
-    assert max_proof == 262_144
+    # stark_batch_verifier.MAX_PACKED: a 1,024-transaction statement and its proof
+    assert max_proof == 294_912
     assert world.gov.rollup.functions.MAX_PROOF().call() == max_proof + 100  # the verify call
     batch = world.builder.cut()
     proof = bytes(range(256)) * (max_proof // 256) + b"\x01" * (max_proof % 256)

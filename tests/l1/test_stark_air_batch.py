@@ -158,10 +158,9 @@ def batch_air(request: pytest.FixtureRequest) -> BatchAir:
 def test_evaluator_matches_python_air(deployed: Deployed, batch_air: BatchAir) -> None:
     air = batch_air
     pub = air.public_input_bytes()
-    info = deployed.evaluator.functions.air_info(pub).call()
+    info = deployed.evaluator.functions.air_info().call()
     assert tuple(info) == (
         air.name,
-        air.trace_length.bit_length() - 1,
         air.width,
         air.aux_width,
         5,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from web3 import Web3
+from web3.exceptions import ContractLogicError
 
 from perpnet.l1 import stark_verifier as sv
 from perpnet.l1.anvil import DEV_KEY
@@ -231,6 +232,14 @@ def test_wrong_public_inputs_rejected_by_both(verifiers: Verifiers) -> None:
     air, proof = fib(64)
     for wrong in (FibonacciAir(64, air.result + 1), FibonacciAir(128, air.result)):
         assert not same_verdict(verifiers.fib, wrong, proof)
+    # the trace length is the proof header's; the evaluator holds it against the statement
+    evaluator = verifiers.sender.w3.eth.contract(
+        address=verifiers.fib_evaluator, abi=sv.compile_stark("stark_air_fibonacci").abi
+    )
+    ood = [1, 1, 2, 3, 0]
+    for log_n, reason in ((7, "proof is for another trace length"), (6, "out-of-domain check")):
+        with pytest.raises(ContractLogicError, match=reason):
+            evaluator.functions.check(air.public_input_bytes(), log_n, ood, [], 5, 1 << 64).call()
     rp, rp_proof = regperm(64)
     pairs = rp.pairs.copy()
     pairs[1, 5] = (pairs[1, 5] + 1) % (15 * 2**27 + 1)
@@ -295,3 +304,12 @@ def test_gas_per_verification(verifiers: Verifiers, capsys: pytest.CaptureFixtur
             )
     for *_, gas in rows:
         assert gas.total < 60_000_000
+
+
+def test_a_verifier_needs_code_at_its_evaluator_and_fri(verifiers: Verifiers) -> None:
+    """The evaluator's check is a raw call with no answer read: at an address without
+    code it would succeed, so deployment refuses such addresses."""
+    nobody = "0x000000000000000000000000000000000000dEaD"
+    for evaluator, fri in ((nobody, verifiers.fri), (verifiers.fib_evaluator, nobody)):
+        with pytest.raises(Exception, match="evaluator and FRI must be contracts"):
+            sv.deploy_verifier(verifiers.sender, evaluator, fri)

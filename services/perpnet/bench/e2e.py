@@ -8,7 +8,11 @@ exchange's), then runs `clients` closed-loop HTTP clients against POST /v1/order
 `duration_s`: each client alternates a resting limit and an IOC that takes it, sides
 swapping every round, so about half the orders trade. With `batch` > 1 each client posts
 its orders `batch` at a time to POST /v1/orders/batch (matched in the order given), and
-every order of a batch counts on its own, its latency that of its request. Meanwhile it
+every order of a batch counts on its own, its latency that of its request. With `rate`
+the load is open-loop instead: the clients send on a fixed schedule that offers `rate`
+orders/s in all, and each latency runs from the scheduled send, not the actual one, so
+time spent queued behind a slow answer counts (no coordinated omission, as in wrk2); a
+request sent more than one interval behind its schedule counts as late. Meanwhile it
 samples the prover backlog (batches cut but not yet verified on L1) every second and makes
 withdrawals one after another, each claimed on L1 as soon as it is claimable. After the
 window it waits (bounded) for L1 to catch up with what was cut, and always takes the
@@ -48,6 +52,7 @@ DEPOSIT = 1_000_000 * 10**6
 WITHDRAWAL = 10 * 10**6
 GOAL = {"orders_per_s": 2_000, "p99_ack_ms": 50.0}
 MAX_DURATION_S = 600.0
+MAX_RATE = 20_000.0
 DRAIN_WAIT_S = 120.0
 BENCH_ENV = {
     "PERPNET_ORACLE_NOISE_PPM": "0",
@@ -63,6 +68,7 @@ class _Stats:
     fills: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    late: int = 0  # open-loop requests sent more than one interval behind their schedule
 
 
 def run(
@@ -73,12 +79,18 @@ def run(
     max_orders: int = 100_000,
     withdrawals: int = 3,
     batch: int = 1,
+    rate: float | None = None,
     directory: Path | None = None,
     progress: Progress = lambda _: None,
 ) -> dict[str, Any]:
-    """Start a devnet, load it for `duration_s` with `clients` clients, stop it; the figures."""
+    """Start a devnet, load it for `duration_s` with `clients` clients, stop it; the figures.
+
+    `rate` (orders/s offered, all clients together) makes the load open-loop; None runs
+    each client as fast as its answers come back."""
     if not 0 < duration_s <= MAX_DURATION_S:
         raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}]")
+    if rate is not None and not 0 < rate <= MAX_RATE:
+        raise ValueError(f"rate must be in (0, {MAX_RATE:g}] orders/s")
     if not 1 <= clients <= 256:
         raise ValueError("clients must be in [1, 256]")
     if batch > 1:
@@ -90,7 +102,7 @@ def run(
         raise ValueError("batch must be at least 1")
     with _devnet(directory, provers, progress) as plan:
         return _measure(
-            plan, duration_s, clients, provers, max_orders, withdrawals, batch, progress
+            plan, duration_s, clients, provers, max_orders, withdrawals, batch, rate, progress
         )
 
 
@@ -126,6 +138,7 @@ def _measure(
     max_orders: int,
     withdrawals: int,
     batch: int,
+    rate: float | None,
     progress: Progress,
 ) -> dict[str, Any]:
     from perpnet.client.sdk import Client, L1Wallet
@@ -151,8 +164,8 @@ def _measure(
     _wait("deposits credited", lambda: all(_collateral(t) == DEPOSIT for t in traders), 120)
 
     # sign before the clock starts: per client, rounds of (resting limit, IOC taking it)
-    # enough for the goal's rate over the window (+20 %), within max_orders
-    wanted = int(GOAL["orders_per_s"] * duration_s * 1.2) // clients
+    # enough for the offered (else the goal's) rate over the window (+20 %), within max_orders
+    wanted = int((rate or GOAL["orders_per_s"]) * duration_s * 1.2) // clients
     per_client = max(2, min(max_orders // clients, wanted))
     progress(f"signing {per_client * clients} orders")
     signing = time.monotonic()
@@ -185,7 +198,7 @@ def _measure(
     sampler.start()
     started = time.monotonic()
     saver.start()
-    stats = asyncio.run(_load(gateway, bodies, started + duration_s, batch))
+    stats = asyncio.run(_load(gateway, bodies, started + duration_s, batch, rate))
     elapsed = time.monotonic() - started
     cpu_after = {p.name: _cpu_seconds(p.pid) for p in processes}
     server_after = _server_metrics(plan)
@@ -207,6 +220,8 @@ def _measure(
             "duration_s": duration_s,
             "clients": clients,
             "batch": batch,
+            "rate_orders_per_s": rate,
+            "load": "closed-loop" if rate is None else "open-loop, latency from the scheduled send",
             "traders": 2 * clients,
             "provers": provers,
             "orders_signed": per_client * clients,
@@ -221,6 +236,7 @@ def _measure(
             "trades_per_s": round(stats.fills / elapsed, 1),
             "refused": dict(stats.refused),
             "errors": dict(stats.errors),
+            "requests_sent_late": stats.late,
             "ack_ms": {
                 "p50": round(percentile(lat, 0.50) * 1000, 2),
                 "p90": round(percentile(lat, 0.90) * 1000, 2),
@@ -315,7 +331,11 @@ class _Connection:
 
 
 async def _load(
-    gateway: str, bodies: list[list[dict[str, Any]]], deadline: float, batch: int
+    gateway: str,
+    bodies: list[list[dict[str, Any]]],
+    deadline: float,
+    batch: int,
+    rate: float | None = None,
 ) -> _Stats:
     import json
     from urllib.parse import urlsplit
@@ -343,13 +363,26 @@ async def _load(
                 code = f"HTTP {status}"
             stats.refused[code] += 1
 
-    async def client(mine: list[bytes]) -> None:
+    # open loop: client c sends request k at start + (c / clients + k) * interval
+    interval = len(payloads) * batch / rate if rate else 0.0
+    start = time.perf_counter()
+
+    async def client(c: int, mine: list[bytes]) -> None:
         http = _Connection(address.hostname or "127.0.0.1", address.port or 80)
         try:
-            for payload in mine:
+            for k, payload in enumerate(mine):
                 if time.monotonic() >= deadline:
                     return
                 sent = time.perf_counter()
+                if interval:
+                    due = start + (c / len(payloads) + k) * interval
+                    if due > sent:
+                        await asyncio.sleep(due - sent)
+                    elif sent - due > interval:
+                        stats.late += 1
+                    if time.monotonic() >= deadline:
+                        return
+                    sent = due
                 try:
                     status, body = await asyncio.wait_for(http.post(path, payload), 30.0)
                 except (ConnectionError, TimeoutError) as exc:
@@ -369,7 +402,7 @@ async def _load(
         finally:
             http.close()
 
-    await asyncio.gather(*(client(mine) for mine in payloads))
+    await asyncio.gather(*(client(c, mine) for c, mine in enumerate(payloads)))
     return stats
 
 

@@ -5,14 +5,19 @@ Contracts (services/perpnet/l1/contracts):
 - `stark_lib.vy`: a Vyper module (imported, not deployed): BabyBear and its quartic
   extension packed in one word, the transcript's squeezes, Merkle multiproofs.
 - `stark_verifier.vy`: one deployment per (AIR evaluator, parameters); parses the
-  canonical proof bytes (version 2), replays the transcript, checks the out-of-domain
-  identity with the evaluator's constraints, the single-row trace and composition
-  openings, and computes the DEEP composition at the queried points.
+  canonical proof bytes (version 2), replays the transcript, has the evaluator check
+  the out-of-domain identity, checks the single-row trace and composition openings,
+  and computes the DEEP composition at the queried points.
 - `stark_fri.vy`: the FRI query phase (AIR-independent, shared by every verifier),
   from the committed layer 0, which must match those DEEP values.
-- `stark_air_*.vy`: AIR evaluators (IAirEvaluator): `air_info(public_input)` gives the
-  statement's shape, `evaluate(public_input, frame, challenges)` the transition
-  constraint values at the out-of-domain point and the boundary constraints.
+- `stark_air_*.vy`: AIR evaluators (IAirEvaluator): `air_info()` gives the AIR's
+  shape, `check(public_input, log_n, ood, challenges, alpha, z)` reverts unless the
+  statement has 2^log_n rows and its constraints satisfy the composition identity at
+  the out-of-domain point z (stark_lib.ood_check); `evaluate(public_input, frame,
+  challenges)` returns the constraint values themselves (tests and tools). The
+  verifier calls `check` with a raw call of the encoding's actual length and no return
+  buffer: a typed call sends its buffer's maximum size (the statement's) and its
+  answer lands past it, memory paid on every update.
 
 Calldata: the contract takes the canonical proof bytes of `perpnet.stark.Proof.encode`
 unchanged, `verify_proof(public_input, proof)`; there is no re-encoding, so the

@@ -9,7 +9,7 @@
 """
 
 # A proof travels as calldata; as rollup.MAX_PROOF (a STARK proof with its statement).
-MAX_PROOF: public(constant(uint256)) = 262_144
+MAX_PROOF: public(constant(uint256)) = 294_912
 
 event FactRegistered:
     fact: indexed(bytes32)

@@ -18,13 +18,13 @@
 from ethereum.ercs import IERC20
 
 # The verifier's one entry point, verify(bytes32 public_inputs_hash, bytes proof): it
-# returns on a proof it accepts and reverts otherwise. 0x258ae582 is its method id.
-VERIFY_SELECTOR: constant(uint256) = 629_859_714
+# returns on a proof it accepts and reverts otherwise.
+VERIFY_SELECTOR: constant(bytes4) = method_id("verify(bytes32,bytes)", output_type=bytes4)
 
 # update_state's `proof`: the verifier's verify(bytes32, bytes) calldata (100 bytes of
 # selector, hash, offset and length) for a proof of up to 262,144 bytes (a packed batch
 # proof: statement + STARK)
-MAX_PROOF: public(constant(uint256)) = 262_244
+MAX_PROOF: public(constant(uint256)) = 295_012
 MAX_PUBLIC_INPUTS: public(constant(uint256)) = 65_536
 MAX_MARKETS: public(constant(uint256)) = 32
 TREE_DEPTH: public(constant(uint256)) = 32
@@ -377,8 +377,8 @@ def _check_room(end: uint256, size: uint256):
 
 
 @internal
-def _apply(pi: Bytes[MAX_PUBLIC_INPUTS]) -> bytes32:
-    """@notice Check and apply one batch's public inputs; returns the new state root."""
+def _apply(pi: Bytes[MAX_PUBLIC_INPUTS]):
+    """@notice Check and apply one batch's public inputs."""
     size: uint256 = len(pi)
     self._check_room(HEADER, size)
     batch_id: uint256 = self._uint(extract32(pi, 0), 8)
@@ -427,7 +427,6 @@ def _apply(pi: Bytes[MAX_PUBLIC_INPUTS]) -> bytes32:
         withdrawals=n_withdrawals,
         forced=n_forced,
     )
-    return new_root
 
 
 @external
@@ -442,7 +441,9 @@ def update_state(public_inputs: Bytes[MAX_PUBLIC_INPUTS], proof: Bytes[MAX_PROOF
     # typed call, which sends its buffer's maximum) would touch MAX_PROOF more. A
     # verifier reverts on a proof it refuses, so no return buffer is needed either.
     assert len(proof) >= 68, "proof is not a verify call"
-    assert convert(extract32(proof, 0), uint256) >> 224 == VERIFY_SELECTOR, "proof is not a verify call"
+    assert convert(extract32(proof, 0), uint256) >> 224 == convert(VERIFY_SELECTOR, uint256), (
+        "proof is not a verify call"
+    )
     assert extract32(proof, 4) == keccak256(public_inputs), "proof is for other public inputs"
     raw_call(self.verifier, proof, is_static_call=True)
 

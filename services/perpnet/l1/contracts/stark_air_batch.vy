@@ -35,11 +35,9 @@ def __init__(parts: address[3]):
 
 @external
 @view
-def air_info(public_input: Bytes[L.MAX_PUBLIC]) -> L.AirInfo:
-    s: PI.Statement = PI.parse(0)
+def air_info() -> L.AirInfo:
     return L.AirInfo(
         name=NAME,
-        log_n=PI.log2_exact(s.n),
         width=WIDTH,
         aux_width=AUX_WIDTH,
         num_challenges=CHALLENGES,
@@ -54,6 +52,38 @@ def evaluate(
     frame: DynArray[uint256, L.MAX_FRAME],
     ch: DynArray[uint256, L.MAX_CHALLENGES],
 ) -> (DynArray[uint256, L.MAX_CONSTRAINTS], DynArray[L.Boundary, L.MAX_BOUNDARIES]):
+    return self._evaluate(frame, ch)
+
+
+@external
+@view
+def check(
+    public_input: Bytes[L.MAX_PUBLIC],
+    log_n: uint256,
+    ood: DynArray[uint256, L.MAX_OOD],
+    ch: DynArray[uint256, L.MAX_CHALLENGES],
+    alpha: uint256,
+    z: uint256,
+) -> bool:
+    s: PI.Statement = PI.parse(0)
+    assert PI.log2_exact(s.n) == log_n, "proof is for another trace length"
+    assert len(ood) == 258, "out-of-domain values"
+    frame: DynArray[uint256, L.MAX_FRAME] = []
+    for i: uint256 in range(256):
+        frame.append(ood[i])
+    cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
+    bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
+    cons, bounds = self._evaluate(frame, ch)
+    L.ood_check(log_n, WIDTH, AUX_WIDTH, ood, cons, bounds, alpha, z)
+    return True
+
+
+@internal
+@view
+def _evaluate(
+    frame: DynArray[uint256, L.MAX_FRAME], ch: DynArray[uint256, L.MAX_CHALLENGES]
+) -> (DynArray[uint256, L.MAX_CONSTRAINTS], DynArray[L.Boundary, L.MAX_BOUNDARIES]):
+    """The statement is read from the calldata (the external call's first argument)."""
     s: PI.Statement = PI.parse(0)
     last: uint256 = (1 << PI.log2_exact(s.n)) - 1
     assert len(frame) == 256 and len(ch) == CHALLENGES, "frame"

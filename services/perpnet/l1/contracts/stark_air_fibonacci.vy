@@ -23,15 +23,13 @@ def _log_n(public_input: Bytes[L.MAX_PUBLIC]) -> uint256:
 
 @external
 @pure
-def air_info(public_input: Bytes[L.MAX_PUBLIC]) -> L.AirInfo:
-    return L.AirInfo(
-        name=NAME, log_n=self._log_n(public_input), width=2, aux_width=0, num_challenges=0, degree=1
-    )
+def air_info() -> L.AirInfo:
+    return L.AirInfo(name=NAME, width=2, aux_width=0, num_challenges=0, degree=1)
 
 
-@external
+@internal
 @pure
-def evaluate(
+def _evaluate(
     public_input: Bytes[L.MAX_PUBLIC],
     frame: DynArray[uint256, L.MAX_FRAME],
     challenges: DynArray[uint256, L.MAX_CHALLENGES],
@@ -51,3 +49,32 @@ def evaluate(
         L.Boundary(column=1, row=n - 1, aux=False, value=result),
     ]
     return cons, bounds
+
+
+@external
+@pure
+def evaluate(
+    public_input: Bytes[L.MAX_PUBLIC],
+    frame: DynArray[uint256, L.MAX_FRAME],
+    challenges: DynArray[uint256, L.MAX_CHALLENGES],
+) -> (DynArray[uint256, L.MAX_CONSTRAINTS], DynArray[L.Boundary, L.MAX_BOUNDARIES]):
+    return self._evaluate(public_input, frame, challenges)
+
+
+@external
+@view
+def check(
+    public_input: Bytes[L.MAX_PUBLIC],
+    log_n: uint256,
+    ood: DynArray[uint256, L.MAX_OOD],
+    challenges: DynArray[uint256, L.MAX_CHALLENGES],
+    alpha: uint256,
+    z: uint256,
+) -> bool:
+    assert self._log_n(public_input) == log_n, "proof is for another trace length"
+    assert len(ood) == 5, "out-of-domain values"
+    cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
+    bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
+    cons, bounds = self._evaluate(public_input, [ood[0], ood[1], ood[2], ood[3]], challenges)
+    L.ood_check(log_n, 2, 0, ood, cons, bounds, alpha, z)
+    return True

@@ -42,20 +42,46 @@ def _felt(public_input: Bytes[L.MAX_PUBLIC], o: uint256) -> uint256:
 
 @external
 @view
-def air_info(public_input: Bytes[L.MAX_PUBLIC]) -> L.AirInfo:
-    return L.AirInfo(
-        name=NAME,
-        log_n=self._log_n(public_input),
-        width=WIDTH,
-        aux_width=1,
-        num_challenges=2,
-        degree=2,
-    )
+def air_info() -> L.AirInfo:
+    return L.AirInfo(name=NAME, width=WIDTH, aux_width=1, num_challenges=2, degree=2)
 
 
 @external
 @view
 def evaluate(
+    public_input: Bytes[L.MAX_PUBLIC],
+    frame: DynArray[uint256, L.MAX_FRAME],
+    challenges: DynArray[uint256, L.MAX_CHALLENGES],
+) -> (DynArray[uint256, L.MAX_CONSTRAINTS], DynArray[L.Boundary, L.MAX_BOUNDARIES]):
+    return self._evaluate(public_input, frame, challenges)
+
+
+@external
+@view
+def check(
+    public_input: Bytes[L.MAX_PUBLIC],
+    log_n: uint256,
+    ood: DynArray[uint256, L.MAX_OOD],
+    challenges: DynArray[uint256, L.MAX_CHALLENGES],
+    alpha: uint256,
+    z: uint256,
+) -> bool:
+    assert self._log_n(public_input) == log_n, "proof is for another trace length"
+    w: uint256 = WIDTH
+    assert len(ood) == 2 * w + 3, "out-of-domain values"
+    frame: DynArray[uint256, L.MAX_FRAME] = []
+    for i: uint256 in range(2 * w + 2, bound=L.MAX_FRAME):
+        frame.append(ood[i])
+    cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
+    bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
+    cons, bounds = self._evaluate(public_input, frame, challenges)
+    L.ood_check(log_n, w, 1, ood, cons, bounds, alpha, z)
+    return True
+
+
+@internal
+@view
+def _evaluate(
     public_input: Bytes[L.MAX_PUBLIC],
     frame: DynArray[uint256, L.MAX_FRAME],
     challenges: DynArray[uint256, L.MAX_CHALLENGES],

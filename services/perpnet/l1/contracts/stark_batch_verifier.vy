@@ -24,7 +24,7 @@
 import stark_lib as L
 import stark_air_batch_markets as MK
 
-MAX_PACKED: public(constant(uint256)) = 262_144  # rollup.MAX_PROOF
+MAX_PACKED: public(constant(uint256)) = 294_912  # rollup.MAX_PROOF - 100: a 1,024-tx statement (~156 KB) and its proof
 M: constant(uint256) = MK.M
 MAX_ENTRIES: constant(uint256) = L.MAX_PUBLIC // 8
 DEPTH: constant(uint256) = 32

@@ -20,7 +20,7 @@ PPPP: constant(uint256) = P | (P << 64) | (P << 128) | (P << 192)  # p in every 
 M128: constant(uint256) = 340282366920938463463374607431768211455
 MAX_QUERIES: constant(uint256) = 64
 # Bounds of the AIR evaluator interface (stark_verifier.IAirEvaluator)
-MAX_PUBLIC: constant(uint256) = 131_072  # a 512-transaction batch statement, ~200 accounts: ~104 KB
+MAX_PUBLIC: constant(uint256) = 172_032  # a 1,024-transaction batch statement, 200 accounts: ~156 KB
 MAX_PROOF: constant(uint256) = 200_000
 # Variable-length regions of the proof (leaves, out-of-domain values, final polynomial)
 # are hashed from fixed-size calldata windows, so no buffer of the proof's maximum size
@@ -30,6 +30,8 @@ SMALL_WINDOW: constant(uint256) = 1024
 MAX_WIDTH: constant(uint256) = 256
 MAX_AUX: constant(uint256) = 32
 MAX_FRAME: constant(uint256) = 2 * MAX_WIDTH + 2 * MAX_AUX
+MAX_CHUNKS: constant(uint256) = 8
+MAX_OOD: constant(uint256) = MAX_FRAME + MAX_CHUNKS
 MAX_CHALLENGES: constant(uint256) = 8
 MAX_CONSTRAINTS: constant(uint256) = 512
 MAX_BOUNDARIES: constant(uint256) = 256
@@ -51,10 +53,10 @@ struct Boundary:
     value: uint256
 
 
-# The statement's shape, as perpnet.stark.air.Air declares it.
+# The AIR's shape, as perpnet.stark.air.Air declares it; the trace length is the proof
+# header's, which the evaluator's check holds against the statement.
 struct AirInfo:
     name: Bytes[64]
-    log_n: uint256
     width: uint256
     aux_width: uint256
     num_challenges: uint256
@@ -394,3 +396,56 @@ def index_of(values: DynArray[uint256, MAX_QUERIES], x: uint256) -> uint256:
             hi = mid
     assert values[lo] == x, "index not present"
     return lo
+
+
+# ------------------------------------------------------------------ out-of-domain check
+
+
+@internal
+@view
+def ood_check(
+    log_n: uint256,
+    w: uint256,
+    a: uint256,
+    ood: DynArray[uint256, MAX_OOD],
+    cons: DynArray[uint256, MAX_CONSTRAINTS],
+    bounds: DynArray[Boundary, MAX_BOUNDARIES],
+    alpha: uint256,
+    z: uint256,
+):
+    """protocol.composition_at(z) == Σ_c z^(n·c) · chunk_c(z): `ood` holds the trace
+    (w columns at z, then at z·g), the aux trace likewise (a), then the chunks at z.
+    An evaluator runs it on its own constraints (IAirEvaluator.check), so neither its
+    constraints nor the statement travel back to the verifier."""
+    n: uint256 = 1 << log_n
+    g: uint256 = self.two_adic_root(log_n)
+    acc: uint256 = 0
+    apow: uint256 = 1
+    for c: uint256 in cons:
+        acc = self.ext_add(acc, self.ext_mul(apow, c))
+        apow = self.ext_mul(apow, alpha)
+    zn: uint256 = self.ext_pow2k(z, log_n)
+    # transitions hold on rows 0..n-2: zerofier (z^n - 1)/(z - g^(n-1))
+    last: uint256 = self.ext_sub(z, self.modexp(g, n - 1))
+    total: uint256 = self.ext_mul(acc, self.ext_mul(last, self.ext_inv(self.ext_sub(zn, 1))))
+    for b: Boundary in bounds:
+        limit: uint256 = w
+        cell: uint256 = 0
+        if b.aux:
+            limit = a
+        assert b.column < limit and b.row < n, "boundary constraint out of range"
+        if b.aux:
+            cell = ood[2 * w + b.column]
+        else:
+            cell = ood[b.column]
+        assert self.reduce_lanes(b.value) == b.value, "boundary value not reduced"
+        num: uint256 = self.ext_mul(apow, self.ext_sub(cell, b.value))
+        apow = self.ext_mul(apow, alpha)
+        den: uint256 = self.ext_sub(z, self.modexp(g, b.row))
+        total = self.ext_add(total, self.ext_mul(num, self.ext_inv(den)))
+    rhs: uint256 = 0
+    zpow: uint256 = 1
+    for c: uint256 in range(2 * w + 2 * a, len(ood), bound=MAX_CHUNKS):
+        rhs = self.ext_add(rhs, self.ext_mul(zpow, ood[c]))
+        zpow = self.ext_mul(zpow, zn)
+    assert total == rhs, "out-of-domain check failed: constraints do not hold"

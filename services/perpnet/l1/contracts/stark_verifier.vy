@@ -19,12 +19,10 @@ MAX_PROOF: constant(uint256) = L.MAX_PROOF
 MAX_PUBLIC: constant(uint256) = L.MAX_PUBLIC
 MAX_WIDTH: constant(uint256) = L.MAX_WIDTH
 MAX_AUX: constant(uint256) = L.MAX_AUX
-MAX_CHUNKS: constant(uint256) = 8
+MAX_CHUNKS: constant(uint256) = L.MAX_CHUNKS
 MAX_FRAME: constant(uint256) = L.MAX_FRAME
-MAX_OOD: constant(uint256) = MAX_FRAME + MAX_CHUNKS
+MAX_OOD: constant(uint256) = L.MAX_OOD
 MAX_CHALLENGES: constant(uint256) = L.MAX_CHALLENGES
-MAX_CONSTRAINTS: constant(uint256) = L.MAX_CONSTRAINTS
-MAX_BOUNDARIES: constant(uint256) = L.MAX_BOUNDARIES
 MAX_LAYERS: constant(uint256) = 24
 MAX_FINAL: constant(uint256) = 256
 MAX_LOG_TRACE: constant(uint256) = 21
@@ -38,12 +36,23 @@ MAGIC_VERSION: constant(uint256) = 5786654192555936514  # 0x504E535441524B02: "P
 
 
 interface IAirEvaluator:
-    def air_info(public_input: Bytes[MAX_PUBLIC]) -> L.AirInfo: view
-    def evaluate(
+    def air_info() -> L.AirInfo: view
+    # Reverts unless the statement's trace has 2^log_n rows and the AIR's constraints,
+    # evaluated on the out-of-domain values `ood` (L.ood_check's layout), satisfy the
+    # composition identity at z. Called with a raw call of the encoding's actual length
+    # and no return buffer (a typed call would send, and its answer occupy, the maximum
+    # sizes: about 0.2 MB of memory paid on every update).
+    def check(
         public_input: Bytes[MAX_PUBLIC],
-        frame: DynArray[uint256, MAX_FRAME],
+        log_n: uint256,
+        ood: DynArray[uint256, MAX_OOD],
         challenges: DynArray[uint256, MAX_CHALLENGES],
-    ) -> (DynArray[uint256, MAX_CONSTRAINTS], DynArray[L.Boundary, MAX_BOUNDARIES]): view
+        alpha: uint256,
+        z: uint256,
+    ) -> bool: view
+
+
+CHECK: constant(bytes4) = method_id("check(bytes,uint256,uint256[],uint256[],uint256,uint256)", output_type=bytes4)
 
 
 struct Layout:
@@ -89,6 +98,7 @@ def __init__(
 ):
     """The parameters are ProofParams' (perpnet.stark.params); proofs made with any
     other parameters are rejected."""
+    assert evaluator.is_contract and fri.is_contract, "evaluator and FRI must be contracts"
     lb: uint256 = self._log2(blowup)
     lf: uint256 = self._log2(folding_factor)
     lp: uint256 = self._log2(final_poly_size)
@@ -111,9 +121,9 @@ def __init__(
 
 @internal
 @view
-def _layout(info: L.AirInfo) -> Layout:
+def _layout(info: L.AirInfo, log_n: uint256) -> Layout:
     """protocol.Layout.of and fri.num_folds / final_size."""
-    assert info.log_n >= 3 and info.log_n <= MAX_LOG_TRACE, "trace length"
+    assert log_n >= 3 and log_n <= MAX_LOG_TRACE, "trace length"
     assert info.width >= 1 and info.width <= MAX_WIDTH, "width"
     assert info.aux_width <= MAX_AUX, "aux width"
     assert info.degree >= 1, "degree"
@@ -128,20 +138,20 @@ def _layout(info: L.AirInfo) -> Layout:
     chunks: uint256 = max(1, info.degree - 1)
     assert chunks <= MAX_CHUNKS, "too many composition chunks"
     excess: uint256 = 0
-    if info.log_n > LOG_FINAL:
-        excess = info.log_n - LOG_FINAL
+    if log_n > LOG_FINAL:
+        excess = log_n - LOG_FINAL
     rounds: uint256 = max(1, (excess + LOG_FOLDING - 1) // LOG_FOLDING)
     log_final: uint256 = 0
-    if info.log_n > rounds * LOG_FOLDING:
-        log_final = info.log_n - rounds * LOG_FOLDING
+    if log_n > rounds * LOG_FOLDING:
+        log_final = log_n - rounds * LOG_FOLDING
     assert rounds <= MAX_LAYERS, "too many FRI rounds"
     return Layout(
-        log_n=info.log_n,
+        log_n=log_n,
         width=info.width,
         aux_width=info.aux_width,
         num_challenges=info.num_challenges,
         chunks=chunks,
-        log_lde=info.log_n + LOG_BLOWUP,
+        log_lde=log_n + LOG_BLOWUP,
         rounds=rounds,
         final_size=1 << log_final,
     )
@@ -196,53 +206,6 @@ def _queries(state: bytes32, count: uint256, log_size: uint256) -> DynArray[uint
 
 @internal
 @view
-def _ood_check(
-    lay: Layout,
-    ood: DynArray[uint256, MAX_OOD],
-    cons: DynArray[uint256, MAX_CONSTRAINTS],
-    bounds: DynArray[L.Boundary, MAX_BOUNDARIES],
-    alpha: uint256,
-    z: uint256,
-):
-    """protocol.composition_at(z) == Σ_c z^(n·c) · chunk_c(z)."""
-    w: uint256 = lay.width
-    a: uint256 = lay.aux_width
-    n: uint256 = 1 << lay.log_n
-    g: uint256 = L.two_adic_root(lay.log_n)
-    acc: uint256 = 0
-    apow: uint256 = 1
-    for c: uint256 in cons:
-        acc = L.ext_add(acc, L.ext_mul(apow, c))
-        apow = L.ext_mul(apow, alpha)
-    zn: uint256 = L.ext_pow2k(z, lay.log_n)
-    # transitions hold on rows 0..n-2: zerofier (z^n - 1)/(z - g^(n-1))
-    last: uint256 = L.ext_sub(z, L.modexp(g, n - 1))
-    total: uint256 = L.ext_mul(acc, L.ext_mul(last, L.ext_inv(L.ext_sub(zn, 1))))
-    for b: L.Boundary in bounds:
-        limit: uint256 = w
-        cell: uint256 = 0
-        if b.aux:
-            limit = a
-        assert b.column < limit and b.row < n, "boundary constraint out of range"
-        if b.aux:
-            cell = ood[2 * w + b.column]
-        else:
-            cell = ood[b.column]
-        assert L.reduce_lanes(b.value) == b.value, "boundary value not reduced"
-        num: uint256 = L.ext_mul(apow, L.ext_sub(cell, b.value))
-        apow = L.ext_mul(apow, alpha)
-        den: uint256 = L.ext_sub(z, L.modexp(g, b.row))
-        total = L.ext_add(total, L.ext_mul(num, L.ext_inv(den)))
-    rhs: uint256 = 0
-    zpow: uint256 = 1
-    for c: uint256 in range(lay.chunks, bound=MAX_CHUNKS):
-        rhs = L.ext_add(rhs, L.ext_mul(zpow, ood[2 * w + 2 * a + c]))
-        zpow = L.ext_mul(zpow, zn)
-    assert total == rhs, "out-of-domain check failed: constraints do not hold"
-
-
-@internal
-@view
 def _batch_inv(xs: DynArray[uint256, L.MAX_QUERIES]) -> DynArray[uint256, L.MAX_QUERIES]:
     """Montgomery's trick: every inverse for one extension inversion."""
     k: uint256 = len(xs)
@@ -265,19 +228,19 @@ def _batch_inv(xs: DynArray[uint256, L.MAX_QUERIES]) -> DynArray[uint256, L.MAX_
 def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bool:
     """True if `proof` shows that a trace satisfying the AIR with this public input
     exists (perpnet.stark.verify accepts it); reverts otherwise."""
-    info: L.AirInfo = staticcall IAirEvaluator(EVALUATOR).air_info(public_input)
-    lay: Layout = self._layout(info)
-    w: uint256 = lay.width
-    a: uint256 = lay.aux_width
-    k: uint256 = lay.chunks
     plen: uint256 = len(proof)
-    base: uint256 = convert(slice(msg.data, 36, 32), uint256) + 36
-
-    # ---- header, commitments, out-of-domain values, FRI roots, final polynomial, nonce
     assert plen >= 96, "truncated proof"
     w0: uint256 = convert(extract32(proof, 0), uint256)
     assert w0 >> 152 == HEAD, "magic, version or parameters differ"
-    assert (w0 >> 144) & 255 == lay.log_n, "proof is for another trace length"
+    # the trace length is the header's; the evaluator's check holds it against the statement
+    info: L.AirInfo = staticcall IAirEvaluator(EVALUATOR).air_info()
+    lay: Layout = self._layout(info, (w0 >> 144) & 255)
+    w: uint256 = lay.width
+    a: uint256 = lay.aux_width
+    k: uint256 = lay.chunks
+    base: uint256 = convert(slice(msg.data, 36, 32), uint256) + 36
+
+    # ---- header, commitments, out-of-domain values, FRI roots, final polynomial, nonce
     main_root: bytes32 = extract32(proof, 14)
     flags: uint256 = convert(extract32(proof, 46), uint256) >> 248
     assert flags == convert(a > 0, uint256), "auxiliary trace presence"
@@ -364,13 +327,11 @@ def verify_proof(public_input: Bytes[MAX_PUBLIC], proof: Bytes[MAX_PROOF]) -> bo
     final_poly: DynArray[uint256, MAX_FINAL] = []
     for i: uint256 in range(lay.final_size, bound=MAX_FINAL):
         final_poly.append(self._ext_at(base, plen, final_at + 16 * i))
-    frame: DynArray[uint256, MAX_FRAME] = []
-    for i: uint256 in range(2 * w + 2 * a, bound=MAX_FRAME):
-        frame.append(ood[i])
-    cons: DynArray[uint256, MAX_CONSTRAINTS] = []
-    bounds: DynArray[L.Boundary, MAX_BOUNDARIES] = []
-    cons, bounds = staticcall IAirEvaluator(EVALUATOR).evaluate(public_input, frame, challenges)
-    self._ood_check(lay, ood, cons, bounds, alpha, z)
+    raw_call(
+        EVALUATOR,
+        abi_encode(public_input, lay.log_n, ood, challenges, alpha, z, method_id=CHECK),
+        is_static_call=True,
+    )
 
     # ---- trace and composition openings: one row per queried LDE position
     gp: DynArray[uint256, MAX_OOD] = []  # γ^j
