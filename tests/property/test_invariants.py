@@ -7,6 +7,7 @@ deterministic replay (also through the canonical encoding).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, event, given, settings
@@ -199,9 +200,8 @@ def check_invariants(state: ExchangeState) -> None:
         assert sum(a.size(market_id) for a in state.iter_accounts()) == 0
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(steps, min_size=5, max_size=40), st.integers(0, 3_000))
-def test_random_sequences_keep_every_invariant(drawn: list[Step], fund: int) -> None:
+def start(fund: int) -> Run:
+    """Prices for every market, the insurance fund's `fund` dollars, and funded traders."""
     desk = Desk()
     run = Run(desk, desk.state(), [])
     prelude: list[Tx] = [desk.price(m, px) for m, px in BASE_PRICE.items()]
@@ -211,6 +211,14 @@ def test_random_sequences_keep_every_invariant(drawn: list[Step], fund: int) -> 
     for tx in prelude:
         run.state.apply(tx)
         run.log.append(tx)
+    return run
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(steps, min_size=5, max_size=40), st.integers(0, 3_000))
+def test_random_sequences_keep_every_invariant(drawn: list[Step], fund: int) -> None:
+    run = start(fund)
+    desk = run.desk
     for step in drawn:
         for tx in build(run, step):
             before = snapshot(run.state)
@@ -281,3 +289,35 @@ def test_liquidation_resolves_every_underwater_account(
     for account in run.state.iter_accounts():
         if account.account_id >= FIRST_USER_ID:
             assert not run.state.risk(account).liquidatable
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(steps, min_size=5, max_size=30), st.integers(0, 30))
+def test_a_deep_copy_of_the_state_is_independent_and_replays_alike(
+    drawn: list[Step], fork_at: int
+) -> None:
+    """The prover proves from a deep copy of its replica (with hand-written copies of
+    accounts, orders and trees): the copy must not move when the original does, and
+    must reach the same state on the same transactions."""
+    run = start(0)
+    fork: ExchangeState | None = None
+    forked: tuple[bytes, dict[int, str]] | None = None
+    rest: list[Tx] = []
+    for i, step in enumerate(drawn):
+        if i == min(fork_at, len(drawn) - 1):
+            fork = copy.deepcopy(run.state)
+            forked = snapshot(fork)
+        for tx in build(run, step):
+            try:
+                run.state.apply(tx)
+            except CoreError:
+                continue
+            if fork is not None:
+                rest.append(tx)
+    assert fork is not None and forked is not None
+    final = snapshot(run.state)  # the original's trees rehashed first (they are lazy)
+    assert snapshot(fork) == forked
+    for tx in rest:
+        fork.apply(tx)
+    assert snapshot(fork) == final
+    assert fork.order_fills == run.state.order_fills

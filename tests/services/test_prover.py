@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,10 +73,13 @@ async def _scenario(tmp_path: Path, redis_url: str) -> None:
                 name,
                 [sys.executable, "-m", "perpnet.prover"],
                 tmp_path / f"{name}.log",
-                env={**worker_env, "PERPNET_PROVER_CONSUMER": name},
+                env={**worker_env, "PERPNET_PROVER_CONSUMER": name, "PERPNET_PROVER_NICE": nice},
             )
-            for name in ("prover-a", "prover-b")
+            for name, nice in (("prover-a", "10"), ("prover-b", "3"))
         }
+        # proving is background work: each worker lowers its CPU priority at start
+        for name, nice in (("prover-a", 10), ("prover-b", 3)):
+            await until(partial(_niced, workers[name].pid, nice))
         client = aioredis.Redis.from_url(redis_url)
         engine = make_engine(db_url)
         try:
@@ -85,6 +89,12 @@ async def _scenario(tmp_path: Path, redis_url: str) -> None:
                 worker.stop()
             await client.aclose()
             engine.dispose()
+
+
+async def _niced(pid: int, nice: int) -> bool | None:
+    """True once the process's main thread runs at niceness `nice` (proc(5): field 19)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return True if int(fields[16]) == nice else None
 
 
 async def _submit(stub: pb_grpc.SequencerStub, *txs: Tx) -> int:

@@ -34,6 +34,9 @@ class Position:
     def copy(self) -> Position:
         return Position(self.size, self.funding_index, self.cost)
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Position:
+        return self.copy()
+
 
 @dataclass(slots=True)
 class Account:
@@ -62,6 +65,11 @@ class Account:
             self.nonce,
             {m: p.copy() for m, p in self.positions.items()},
         )
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Account:
+        """Every field but the positions is immutable: `clone` is a deep copy, ~20x faster
+        than the generic one (the prover copies the whole state once per batch)."""
+        return self.clone()
 
     def size(self, market_id: int) -> int:
         position = self.positions.get(market_id)

@@ -86,6 +86,11 @@ class Order:
     nonce: int = 0
     expiry_ms: int = 2**63
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Order:
+        """Frozen, with immutable fields: shared, not copied (a state holds every order
+        ever filled, and the prover copies the state once per batch)."""
+        return self
+
     def fields(self) -> tuple[int | bool | bytes, ...]:
         return (
             self.owner,

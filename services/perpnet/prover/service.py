@@ -41,7 +41,7 @@ from perpnet.proto.v1 import prover_pb2, prover_pb2_grpc
 from perpnet.prover import metrics
 from perpnet.prover.replica import BatchReplica, PreparedBatch, RecordedBatch, ReplicaDivergedError
 from perpnet.runtime import topics
-from perpnet.runtime.config import Range
+from perpnet.runtime.config import ConfigError, Range
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import ExchangeSettings, SequencerLog, checkpoint_state
 from perpnet.runtime.grpc_server import Service, run_service
@@ -65,6 +65,9 @@ class ProverSettings(ExchangeSettings):
     reclaim_after_s: Annotated[float, Range(0.1, 86_400)] = 30.0
     poll_ms: Annotated[int, Range(10, 60_000)] = 1000
     metrics_interval_s: Annotated[float, Range(0.1, 3600)] = 2.0
+    # CPU niceness of the worker (0-19): proving is background work that, on a machine
+    # shared with the order path, would otherwise take a core from it mid-request.
+    nice: Annotated[int, Range(0, 19)] = 0
 
     def consumer_name(self) -> str:
         return self.consumer or f"prover-{socket.gethostname()}-{os.getpid()}"
@@ -306,5 +309,14 @@ class ProverService(Service[ProverSettings]):
             await asyncio.sleep(self.settings.metrics_interval_s)
 
 
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's niceness to `nice` (never lower it: that needs
+    privileges). Called by main() before any thread is started: they inherit it."""
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def main() -> int:
+    with contextlib.suppress(ConfigError):  # run_service reports a bad configuration
+        lower_priority(ProverSettings.from_env("prover").nice)
     return run_service(ProverService, ProverSettings, "prover")
