@@ -11,7 +11,7 @@ from perpnet.core.batch import DepositEntry, ForcedEntry
 from perpnet.core.markets import USD
 from perpnet.core.txs import ForcedWithdrawal
 from perpnet.l1.anvil import rpc
-from perpnet.l1.client import L1RevertError, verify_call
+from perpnet.l1.client import BatchTooLargeError, L1RevertError, verify_call
 from perpnet.testkit import trader
 
 from .conftest import GRACE_S, RECLAIM_S, World
@@ -249,6 +249,25 @@ def test_a_proof_of_the_maximum_size_travels_as_calldata(world: World) -> None:
     proof = bytes(range(256)) * (max_proof // 256) + b"\x01" * (max_proof % 256)
     world.post(batch, proof)
     assert world.gov.state_root() == world.state.root()
+
+
+def test_a_proof_past_the_maximum_size_is_refused_before_sending(world: World) -> None:
+    """update_state would refuse it (its buffer's bound); the client says why instead,
+    sends nothing, and a pipelined post sends the batches before it."""
+    limit = world.gov.max_proof() - 100  # the verify call around the proof
+    first, second = world.builder.cut(), world.builder.cut()
+    sent = world.w3.eth.get_transaction_count(world.gov.sender.address)
+    with pytest.raises(BatchTooLargeError, match=f"batch {first.batch_id} is too large"):
+        world.gov.update_state(first.public_inputs, b"\x01" * (limit + 1))
+    assert world.w3.eth.get_transaction_count(world.gov.sender.address) == sent
+    posts = [
+        (first.public_inputs.encode(), b"fine"),
+        (second.public_inputs.encode(), b"\x01" * (limit + 1)),
+    ]
+    landed, error = world.gov.post_batches(posts)
+    assert len(landed) == 1 and isinstance(error, BatchTooLargeError)
+    assert f"batch {second.batch_id} is too large" in str(error)
+    assert world.gov.next_batch_id() == second.batch_id
 
 
 def test_a_backlog_of_batches_lands_in_few_blocks_in_order(world: World) -> None:

@@ -13,8 +13,9 @@ Three loops, each idempotent and restartable at any point:
   warning), then posts update_state with the public inputs and either the proof
   packed with its statement (the rollup verifies it on chain: the default) or the
   plain proof after registering its fact (a fact-registry deployment), and marks
-  the batch VERIFIED with its L1 transaction and gas. A batch the prover refused (FAILED)
-  or whose proof does not verify blocks posting (`perpnet_bridge_blocked`).
+  the batch VERIFIED with its L1 transaction and gas. A batch the prover refused (FAILED),
+  whose proof does not verify, or too large for update_state (the client refuses it
+  before sending) blocks posting (`perpnet_bridge_blocked`, the reason logged).
 - Tracker: each cut batch's withdrawals get a record (requested at the log
   entry's time, batched at the cut); proven and verified are stamped when the
   batch is posted, claimed when a Claimed event for the recipient is confirmed.
@@ -43,7 +44,7 @@ from perpnet.core.encoding import encode_tx
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Deposit, ForcedWithdrawal, Tx
 from perpnet.l1.anvil import DEV_KEY
-from perpnet.l1.client import RollupClient, Sender
+from perpnet.l1.client import BatchTooLargeError, RollupClient, Sender
 from perpnet.l1.deploy import DEFAULT_PATH, Deployment
 from perpnet.l1.stark_verifier import pack_batch_proof
 from perpnet.proto.v1 import bridge_pb2, bridge_pb2_grpc
@@ -414,6 +415,8 @@ class BridgeService(Service[BridgeSettings]):
         for (batch_id, _, _), receipts in zip(ready, landed, strict=False):
             await self._verified(batch_id, receipts)
         if error is not None:
+            if not landed and isinstance(error, BatchTooLargeError):
+                return self._block(next_id, str(error))  # no retry can help: a clear stop
             if not landed:
                 raise error
             self.log.warning("posting stopped", extra={"after": next_id + len(landed) - 1})

@@ -46,6 +46,11 @@ class L1RevertError(RuntimeError):
         self.reason = reason
 
 
+class BatchTooLargeError(L1RevertError):
+    """A batch whose proof (with its statement, on a STARK-verifying rollup) exceeds what
+    update_state takes: refused before anything is sent, as the rollup would refuse it."""
+
+
 def _reason(exc: ContractLogicError) -> str:
     text = exc.message or str(exc)
     return text.removeprefix("execution reverted: ").removeprefix("execution reverted")
@@ -187,6 +192,7 @@ class RollupClient:
         self.token: Contract = self._bind("token")
         self.verifier: Contract = self._bind("verifier")
         self.rollup: Contract = self._bind("rollup")
+        self._max_proof: int | None = None
 
     def _bind(self, name: str) -> Contract:
         address, abi = self._contracts[name]
@@ -266,7 +272,37 @@ class RollupClient:
         return self._tx(self.rollup.functions.reclaim_deposit(deposit_id))
 
     def update_state(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
-        return self._tx(self._update_call(_pi_bytes(public_inputs), proof))
+        data = _pi_bytes(public_inputs)
+        too_large = self._too_large(data, proof)
+        if too_large is not None:
+            raise too_large
+        return self._tx(self._update_call(data, proof))
+
+    def max_proof(self) -> int:
+        """The longest `proof` argument update_state takes (rollup.MAX_PROOF)."""
+        if self._max_proof is None:
+            self._max_proof = int(self.rollup.functions.MAX_PROOF().call())
+        return self._max_proof
+
+    def _too_large(self, data: bytes, proof: bytes) -> BatchTooLargeError | None:
+        size = len(verify_call(data, proof))
+        if size <= self.max_proof():
+            return None
+        what = "proof with its statement" if self.verifier_kind == "stark" else "proof"
+        return BatchTooLargeError(
+            f"batch {int.from_bytes(data[:8], 'big')} is too large for the rollup: its {what} "
+            f"takes {size:,} B of update_state's at most {self.max_proof():,}; cut smaller "
+            "batches (PERPNET_SEQUENCER_BATCH_MAX_TXS)"
+        )
+
+    def _fitting(self, batches: Sequence[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
+        """How many of `batches`, in order, fit update_state; the error for the first
+        that does not, if any."""
+        for i, (data, proof) in enumerate(batches):
+            too_large = self._too_large(data, proof)
+            if too_large is not None:
+                return i, too_large
+        return len(batches), None
 
     def register_fact(self, public_inputs: PublicInputs | bytes, proof: bytes) -> TxReceipt:
         """Register keccak(pi_hash || keccak(proof)); only after the Python verifier accepted it."""
@@ -294,12 +330,13 @@ class RollupClient:
         block, not 2k. Returns the (fact, update) receipts of the batches that landed, a
         prefix, and the error that stopped the rest, if any."""
         self._facts_only("post_batches")
+        fit, too_large = self._fitting(batches)
         calls: list[ContractFunction] = []
-        for data, proof in batches:
+        for data, proof in batches[:fit]:
             calls += [self._fact_call(data, proof), self._update_call(data, proof)]
         receipts, error = self.sender.transact_all(calls)
         pairs = list(zip(receipts[::2], receipts[1::2], strict=False))
-        return pairs, error
+        return pairs, error or too_large
 
     def post_updates(
         self, batches: Sequence[tuple[bytes, bytes]]
@@ -309,7 +346,11 @@ class RollupClient:
         on chain is posted to (proof = `stark_verifier.pack_batch_proof(...)`). Returns
         the receipts of the batches that landed, a prefix, and the error that stopped the
         rest, if any."""
-        return self.sender.transact_all([self._update_call(d, p) for d, p in batches])
+        fit, too_large = self._fitting(batches)
+        receipts, error = self.sender.transact_all(
+            [self._update_call(d, p) for d, p in batches[:fit]]
+        )
+        return receipts, error or too_large
 
     def claim(self) -> tuple[int, TxReceipt]:
         receipt = self._tx(self.rollup.functions.claim())
