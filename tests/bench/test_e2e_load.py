@@ -60,6 +60,17 @@ def test_open_loop_latency_includes_the_wait_behind_a_slow_answer() -> None:
     closed = sorted(_run(delay_s=0.05, window_s=1.0, rate=None).latencies)
     opened = _run(delay_s=0.05, window_s=1.0, rate=200.0)
     assert closed[len(closed) // 2] < 0.1  # each answer alone takes ~50 ms
+    # every request due in the window is sent, after it if need be, none dropped
+    assert 185 <= len(opened.latencies) <= 202 and opened.unsent == 0
     lat = sorted(opened.latencies)
-    assert lat[-1] > 0.5  # the last sends were due long before they could go
-    assert opened.late > 0
+    assert lat[-1] > 3.5  # the last ones were due ~4 s before they could go
+    assert opened.late > 150
+
+
+def test_the_open_loop_stops_with_its_window() -> None:
+    # one request every 2 s per client, a 0.5 s window: client 0 sends once, client 1's
+    # first request falls after the window; nothing waits for the next interval
+    started = time.perf_counter()
+    stats = _run(delay_s=0.0, window_s=0.5, rate=1.0)
+    assert len(stats.latencies) == 1
+    assert time.perf_counter() - started < 0.45

@@ -307,6 +307,13 @@ def test_a_deep_copy_of_the_state_is_independent_and_replays_alike(
         if i == min(fork_at, len(drawn) - 1):
             fork = copy.deepcopy(run.state)
             forked = snapshot(fork)
+            for i, account in run.state.accounts.items():  # no mutable object shared
+                twin = fork.accounts[i]
+                assert twin is not account and twin.positions is not account.positions
+                assert not {id(p) for p in twin.positions.values()} & {
+                    id(p) for p in account.positions.values()
+                }
+            assert all(fork.order_fills[h] is not f for h, f in run.state.order_fills.items())
         for tx in build(run, step):
             try:
                 run.state.apply(tx)

@@ -11,6 +11,7 @@ proven.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -92,16 +93,24 @@ async def _scenario(tmp_path: Path, redis_url: str) -> None:
 
 
 async def _niced(pid: int, nice: int) -> bool | None:
-    """True once the process's main thread runs at niceness `nice` (proc(5): field 19)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return True if int(fields[16]) == nice else None
+    """True once every thread of the process runs at niceness `nice` (NumPy's BLAS
+    threads included; proc(5): field 19 of each task's stat)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            found.add(int(fields[16]))
+    return True if found == {nice} else None
 
 
 async def _submit(stub: pb_grpc.SequencerStub, *txs: Tx) -> int:
-    """Submit, then wait for the batch holding them to be cut; returns its id."""
-    for tx in txs:
-        reply = await stub.SubmitTx(pb.SubmitTxRequest(tx=encode_tx(tx)))
-    batch_id: int = reply.batch_id
+    """Submit in one request (one group: one batch, whatever the batch timer does), then
+    wait for that batch to be cut; returns its id."""
+    reply = await stub.SubmitTxs(pb.SubmitTxsRequest(txs=[encode_tx(tx) for tx in txs]))
+    assert all(r.applied for r in reply.results), reply
+    batches = {r.batch_id for r in reply.results}
+    assert len(batches) == 1, f"the transactions landed in batches {sorted(batches)}"
+    batch_id: int = batches.pop()
 
     async def cut() -> bool | None:
         state = await stub.GetState(pb.GetStateRequest())

@@ -35,7 +35,8 @@ class Position:
         return Position(self.size, self.funding_index, self.cost)
 
     def __deepcopy__(self, memo: dict[int, object]) -> Position:
-        return self.copy()
+        twin = memo[id(self)] = self.copy()
+        return twin
 
 
 @dataclass(slots=True)
@@ -69,7 +70,8 @@ class Account:
     def __deepcopy__(self, memo: dict[int, object]) -> Account:
         """Every field but the positions is immutable: `clone` is a deep copy, ~20x faster
         than the generic one (the prover copies the whole state once per batch)."""
-        return self.clone()
+        twin = memo[id(self)] = self.clone()
+        return twin
 
     def size(self, market_id: int) -> int:
         position = self.positions.get(market_id)

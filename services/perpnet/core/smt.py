@@ -88,6 +88,7 @@ class SparseMerkleTree:
         twin._levels = [dict(level) for level in self._levels]
         twin._dirty = set(self._dirty)
         twin._emptied = self._emptied
+        memo[id(self)] = twin
         return twin
 
     @property

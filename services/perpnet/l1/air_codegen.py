@@ -456,6 +456,9 @@ def main_contract(
     air: BatchAir, rec: Recorded, parts: Sequence[Sequence[int]], bounds: Sequence[BoundarySpec]
 ) -> str:
     k = len(parts)
+    # the verifier's out-of-domain layout: main and aux columns at z and z·g
+    if rec.frame_size != 2 * (air.width + air.aux_width):
+        raise ValueError(f"frame of {rec.frame_size} values for {air.width} + {air.aux_width}")
     lines = [
         HEADER + '"""',
         "@title AIR evaluator for perpnet.stark.batch_air.BatchAir (IAirEvaluator)",
@@ -525,15 +528,14 @@ def main_contract(
         ") -> bool:",
         "    s: PI.Statement = PI.parse(0)",
         '    assert PI.log2_exact(s.n) == log_n, "proof is for another trace length"',
-        f"    assert len(ood) == {rec.frame_size + max(1, air.transition_degree - 1)}, "
-        '"out-of-domain values"',
         "    frame: DynArray[uint256, L.MAX_FRAME] = []",
         f"    for i: uint256 in range({rec.frame_size}):",
         "        frame.append(ood[i])",
         "    cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []",
         "    bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []",
         "    cons, bounds = self._evaluate(frame, ch)",
-        "    L.ood_check(log_n, WIDTH, AUX_WIDTH, ood, cons, bounds, alpha, z)",
+        f"    L.ood_check(log_n, WIDTH, AUX_WIDTH, {max(1, air.transition_degree - 1)}, ood, cons, "
+        "bounds, alpha, z)",
         "    return True",
         "",
         "",

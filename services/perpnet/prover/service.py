@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
@@ -310,10 +311,15 @@ class ProverService(Service[ProverSettings]):
 
 
 def lower_priority(nice: int) -> None:
-    """Raise the calling thread's niceness to `nice` (never lower it: that needs
-    privileges). Called by main() before any thread is started: they inherit it."""
-    if nice > os.getpriority(os.PRIO_PROCESS, 0):
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    """Raise every thread's niceness to `nice` (never lower one: that needs privileges).
+    Linux sets niceness per thread, and NumPy's BLAS threads start at import, before
+    main(); threads started later inherit the caller's."""
+    tasks = Path("/proc/self/task")
+    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            if nice > os.getpriority(os.PRIO_PROCESS, tid):
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 def main() -> int:

@@ -22,8 +22,8 @@ from ethereum.ercs import IERC20
 VERIFY_SELECTOR: constant(bytes4) = method_id("verify(bytes32,bytes)", output_type=bytes4)
 
 # update_state's `proof`: the verifier's verify(bytes32, bytes) calldata (100 bytes of
-# selector, hash, offset and length) for a proof of up to 262,144 bytes (a packed batch
-# proof: statement + STARK)
+# selector, hash, offset and length) for a proof of up to 294,912 bytes (a packed batch
+# proof: a statement of up to 172,032 bytes and its STARK)
 MAX_PROOF: public(constant(uint256)) = 295_012
 MAX_PUBLIC_INPUTS: public(constant(uint256)) = 65_536
 MAX_MARKETS: public(constant(uint256)) = 32

@@ -67,14 +67,13 @@ def check(
 ) -> bool:
     s: PI.Statement = PI.parse(0)
     assert PI.log2_exact(s.n) == log_n, "proof is for another trace length"
-    assert len(ood) == 258, "out-of-domain values"
     frame: DynArray[uint256, L.MAX_FRAME] = []
     for i: uint256 in range(256):
         frame.append(ood[i])
     cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
     bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
     cons, bounds = self._evaluate(frame, ch)
-    L.ood_check(log_n, WIDTH, AUX_WIDTH, ood, cons, bounds, alpha, z)
+    L.ood_check(log_n, WIDTH, AUX_WIDTH, 2, ood, cons, bounds, alpha, z)
     return True
 
 

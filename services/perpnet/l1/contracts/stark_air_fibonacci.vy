@@ -72,9 +72,8 @@ def check(
     z: uint256,
 ) -> bool:
     assert self._log_n(public_input) == log_n, "proof is for another trace length"
-    assert len(ood) == 5, "out-of-domain values"
     cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
     bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
     cons, bounds = self._evaluate(public_input, [ood[0], ood[1], ood[2], ood[3]], challenges)
-    L.ood_check(log_n, 2, 0, ood, cons, bounds, alpha, z)
+    L.ood_check(log_n, 2, 0, 1, ood, cons, bounds, alpha, z)
     return True

@@ -68,14 +68,13 @@ def check(
 ) -> bool:
     assert self._log_n(public_input) == log_n, "proof is for another trace length"
     w: uint256 = WIDTH
-    assert len(ood) == 2 * w + 3, "out-of-domain values"
     frame: DynArray[uint256, L.MAX_FRAME] = []
     for i: uint256 in range(2 * w + 2, bound=L.MAX_FRAME):
         frame.append(ood[i])
     cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
     bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
     cons, bounds = self._evaluate(public_input, frame, challenges)
-    L.ood_check(log_n, w, 1, ood, cons, bounds, alpha, z)
+    L.ood_check(log_n, w, 1, 1, ood, cons, bounds, alpha, z)
     return True
 
 

@@ -407,6 +407,7 @@ def ood_check(
     log_n: uint256,
     w: uint256,
     a: uint256,
+    chunks: uint256,
     ood: DynArray[uint256, MAX_OOD],
     cons: DynArray[uint256, MAX_CONSTRAINTS],
     bounds: DynArray[Boundary, MAX_BOUNDARIES],
@@ -414,9 +415,11 @@ def ood_check(
     z: uint256,
 ):
     """protocol.composition_at(z) == Σ_c z^(n·c) · chunk_c(z): `ood` holds the trace
-    (w columns at z, then at z·g), the aux trace likewise (a), then the chunks at z.
-    An evaluator runs it on its own constraints (IAirEvaluator.check), so neither its
-    constraints nor the statement travel back to the verifier."""
+    (w columns at z, then at z·g), the aux trace likewise (a), then the `chunks`
+    composition chunks at z. An evaluator runs it on its own constraints
+    (IAirEvaluator.check), so neither its constraints nor the statement travel back to
+    the verifier."""
+    assert len(ood) == 2 * w + 2 * a + chunks, "out-of-domain values"
     n: uint256 = 1 << log_n
     g: uint256 = self.two_adic_root(log_n)
     acc: uint256 = 0
@@ -445,7 +448,7 @@ def ood_check(
         total = self.ext_add(total, self.ext_mul(num, self.ext_inv(den)))
     rhs: uint256 = 0
     zpow: uint256 = 1
-    for c: uint256 in range(2 * w + 2 * a, len(ood), bound=MAX_CHUNKS):
+    for c: uint256 in range(2 * w + 2 * a, 2 * w + 2 * a + chunks, bound=MAX_CHUNKS):
         rhs = self.ext_add(rhs, self.ext_mul(zpow, ood[c]))
         zpow = self.ext_mul(zpow, zn)
     assert total == rhs, "out-of-domain check failed: constraints do not hold"

@@ -41,7 +41,10 @@ interface IAirEvaluator:
     # evaluated on the out-of-domain values `ood` (L.ood_check's layout), satisfy the
     # composition identity at z. Called with a raw call of the encoding's actual length
     # and no return buffer (a typed call would send, and its answer occupy, the maximum
-    # sizes: about 0.2 MB of memory paid on every update).
+    # sizes: about 0.2 MB of memory paid on every update; even a 32-byte answer lands
+    # past the call's maximum-size buffer, ~0.3M gas). So the answer is not read: an
+    # evaluator must revert on failure and have no fallback, and the constructor refuses
+    # an address without code.
     def check(
         public_input: Bytes[MAX_PUBLIC],
         log_n: uint256,
