@@ -82,13 +82,7 @@ class SparseMerkleTree:
     def __deepcopy__(self, memo: dict[int, object]) -> SparseMerkleTree:
         """Indices and hashes are immutable: copying the maps copies the tree, ~30x faster
         than the generic walk (the prover copies the whole state once per batch)."""
-        twin = SparseMerkleTree.__new__(SparseMerkleTree)
-        twin._defaults = self._defaults
-        twin._depth = self._depth
-        twin._levels = [dict(level) for level in self._levels]
-        twin._dirty = set(self._dirty)
-        twin._emptied = self._emptied
-        memo[id(self)] = twin
+        twin = memo[id(self)] = self.copy()
         return twin
 
     @property
