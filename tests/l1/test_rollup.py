@@ -11,7 +11,7 @@ from perpnet.core.batch import DepositEntry, ForcedEntry
 from perpnet.core.markets import USD
 from perpnet.core.txs import ForcedWithdrawal
 from perpnet.l1.anvil import rpc
-from perpnet.l1.client import BatchTooLargeError, L1RevertError, verify_call
+from perpnet.l1.client import BatchTooLargeError, L1RevertError, verify_call, verify_call_size
 from perpnet.testkit import trader
 
 from .conftest import GRACE_S, RECLAIM_S, World
@@ -247,6 +247,7 @@ def test_a_proof_of_the_maximum_size_travels_as_calldata(world: World) -> None:
     assert world.gov.rollup.functions.MAX_PROOF().call() == max_proof + 100  # the verify call
     batch = world.builder.cut()
     proof = bytes(range(256)) * (max_proof // 256) + b"\x01" * (max_proof % 256)
+    assert verify_call_size(proof) == len(verify_call(b"", proof)) == max_proof + 100
     world.post(batch, proof)
     assert world.gov.state_root() == world.state.root()
 
