@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2
 
-from perpnet.core.batch import BatchBuilder, PublicInputs
+from perpnet.core.batch import BatchBuilder, PublicInputs, statement_growth_bound
 from perpnet.core.crypto import keccak
 from perpnet.core.encoding import decode_tx, encode_account, encode_tx
 from perpnet.core.markets import USD
@@ -31,6 +32,8 @@ from perpnet.runtime.grpc_server import serve
 from perpnet.sequencer import store
 from perpnet.sequencer.service import Sequencer
 from perpnet.sequencer.settings import SequencerSettings
+from perpnet.stark.batch_proof import prepare_batch
+from perpnet.stark.batch_statement import statement_bytes
 from perpnet.testkit import ORACLE_KEYS, Desk, trader
 from runtime.test_grpc_service import check, eventually, scrape
 
@@ -340,3 +343,51 @@ def test_a_bad_exchange_configuration_names_its_variable(tmp_path: Path) -> None
         SequencerSettings.from_env("sequencer", {**env, "PERPNET_ORACLE_SIGNERS": "0x12"})
     with pytest.raises(ConfigError, match="quorum exceeds"):
         SequencerSettings.from_env("sequencer", {**env, "PERPNET_ORACLE_QUORUM": "4"})
+
+
+def test_batches_are_cut_before_their_statement_outgrows_the_l1_verifier(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Deposits to many fresh accounts fill a statement long before batch_max_txs: each
+    batch is cut while its statement (as the prover builds it) still fits."""
+    limit = 20_000
+    env = sequencer_env(
+        tmp_path / "seq.db", redis_url, batch_max_statement_bytes=limit, batch_interval_ms=60_000
+    )
+    asyncio.run(_cut_by_statement(env, limit))
+
+
+async def _cut_by_statement(env: dict[str, str], limit: int) -> None:
+    desk = Desk()
+    deposits = [encode_tx(desk.deposit(trader(f"many-{i}"), USD)) for i in range(240)]
+    async with running(env) as (service, stub):
+        replies = await stub.SubmitTxs(pb.SubmitTxsRequest(txs=deposits), timeout=30)
+        assert all(r.applied for r in replies.results)
+        summary = await stub.GetState(pb.GetStateRequest())
+        assert summary.next_batch_id >= 2 and summary.open_batch_txs < len(deposits)
+        cuts = scrape(service.metrics_port)
+        assert cuts[("perpnet_sequencer_cuts_total", (("reason", "statement"),))] == (
+            summary.next_batch_id
+        )
+        state = desk.state()
+        builder = BatchBuilder(state)
+        sizes = []
+        for batch_id in range(summary.next_batch_id):
+            reply = await stub.GetBatch(pb.GetBatchRequest(batch_id=batch_id, with_txs=True))
+            before = copy.deepcopy(state)
+            for raw in reply.txs:
+                builder.add(decode_tx(raw, desk.config.domain), authenticated=True)
+            batch = builder.cut()
+            assert batch.diff.new_root == reply.new_root
+            extras = prepare_batch(before, batch).extras
+            sizes.append(len(statement_bytes(batch.public_inputs, batch.diff, extras)))
+        assert max(sizes) <= limit
+        assert min(sizes) > limit - statement_growth_bound(3, 32)  # cut near the limit
+
+
+def test_a_statement_limit_with_no_room_is_refused(tmp_path: Path) -> None:
+    env = sequencer_env(tmp_path / "seq.db", "redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="BATCH_MAX_STATEMENT_BYTES=9000 leaves no room"):
+        SequencerSettings.from_env(
+            "sequencer", {**env, "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES": "9000"}
+        )

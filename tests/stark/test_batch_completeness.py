@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -18,14 +19,16 @@ from perpnet.testkit import Desk, trader
 FAST = ProofParams(num_queries=20, grinding_bits=4)
 
 
-def random_batch(seed: int) -> tuple[ExchangeState, Batch]:
+def random_batch(
+    seed: int, builder: Callable[[ExchangeState], BatchBuilder] = BatchBuilder
+) -> tuple[ExchangeState, Batch]:
     """A random mix on three markets: deposits (some to new accounts), trades both ways,
     transfers (some to new accounts), withdrawals, oracle and funding ticks."""
     rng = random.Random(seed)
     desk = Desk()
     keys = [trader(f"c{seed}-{i}") for i in range(6)]
     state = desk.state()
-    b = BatchBuilder(state)
+    b = builder(state)
     prices = {0: 50_000 * USD, 1: 3_000 * USD, 2: 150 * USD}
     for m, p in prices.items():
         b.add(desk.price(m, p))

@@ -50,11 +50,13 @@ BTC = 0
 TENTH = 10**9  # 0.1 BTC
 
 
-def setup(fund: int = 0) -> tuple[Desk, ExchangeState, BatchBuilder]:
+def setup(
+    fund: int = 0, builder: Callable[[ExchangeState], BatchBuilder] = BatchBuilder
+) -> tuple[Desk, ExchangeState, BatchBuilder]:
     """alice long 0.2 BTC at 50,000 from bob (short); carol and dave hold 10,000 each."""
     desk = Desk()
     state = desk.state()
-    b = BatchBuilder(state)
+    b = builder(state)
     b.add(desk.price(BTC, 50_000 * USD))
     for key, amount in ((ALICE, 1_000 * USD), (BOB, 10_000 * USD), (CAROL, 10_000 * USD),
                         (DAVE, 10_000 * USD)):  # fmt: skip
@@ -77,9 +79,7 @@ def served(batch: Batch) -> list[int]:
     return [f.served for f in batch.public_inputs.forced]
 
 
-def test_liquidations_and_forced_withdrawals_verify() -> None:
-    desk, state, b = setup()
-    before = copy.deepcopy(state)
+def liquidations_and_forced_withdrawals(desk: Desk) -> list[Tx]:
     carol_bid = desk.order(CAROL, BTC, True, 2 * TENTH, 45_500 * USD)
     dave_bid = desk.order(DAVE, BTC, True, TENTH, 45_000 * USD)
     txs: list[Tx] = [
@@ -97,6 +97,13 @@ def test_liquidations_and_forced_withdrawals_verify() -> None:
         ForcedWithdrawal(desk.tick(), 3, SYSTEM_OWNER, 1, USD, DAVE.address),
         desk.cross(CAROL, DAVE, BTC, False, TENTH // 10, 46_000 * USD),
     ]
+    return txs
+
+
+def test_liquidations_and_forced_withdrawals_verify() -> None:
+    desk, state, b = setup()
+    before = copy.deepcopy(state)
+    txs = liquidations_and_forced_withdrawals(desk)
     batch = run(b, txs)
     assert len(batch.txs) == len(txs)
     got = served(batch)

@@ -14,6 +14,7 @@ from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.smt import (
     EMPTY_LEAF,
     MultiProof,
+    ProofFootprint,
     SparseMerkleTree,
     compute_root_from_proof,
     default_hashes,
@@ -383,6 +384,28 @@ def test_encoding_round_trips(depth: int, seed: int, k: int) -> None:
     assert MultiProof.from_bytes(data) == proof
     assert MultiProof.from_bytes(bytearray(data)) == proof
     assert MultiProof.from_bytes(data).to_bytes() == data
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.sampled_from([1, 2, 5, 8, 32]),
+    picks=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40),
+    dense=st.booleans(),
+)
+def test_footprint_counts_the_multiproof_siblings(
+    depth: int, picks: list[int], dense: bool
+) -> None:
+    """Added in any order, repeats included, the footprint is the multiproof's size."""
+    span = min(1 << depth, 64) if dense else 1 << depth  # dense: neighbours share paths
+    indices = [p % span for p in picks]
+    footprint = ProofFootprint(depth)
+    for n, index in enumerate(indices, 1):
+        footprint.add(index)
+        distinct = sorted(set(indices[:n]))
+        assert footprint.leaves == len(distinct)
+        assert footprint.siblings == sibling_count(distinct, depth)
+    proof = _populated(depth, 10, 1).multiproof(indices)
+    assert footprint.siblings == len(proof.siblings)
 
 
 def test_encoding_rejects_malformed() -> None:

@@ -22,11 +22,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perpnet.core.crypto import keccak
-from perpnet.core.encoding import Reader, Writer
+from perpnet.core.encoding import POSITION_BYTES, Reader, Writer, account_leaf_bytes
 from perpnet.core.errors import CoreError
 from perpnet.core.events import Event, WithdrawalEmitted
-from perpnet.core.state import AccountDiff, ExchangeState, OrderDiff, StateDiff
-from perpnet.core.txs import Deposit, ForcedWithdrawal, Tx
+from perpnet.core.state import (
+    MAX_ACCOUNTS_PER_TX,
+    MAX_FILLS_PER_TX,
+    AccountDiff,
+    BatchFootprint,
+    ExchangeState,
+    OrderDiff,
+    StateDiff,
+)
+from perpnet.core.txs import Deposit, ForcedWithdrawal, FundingTick, OraclePriceTick, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +191,20 @@ class Batch:
     public_inputs: PublicInputs
 
 
+@dataclass(frozen=True, slots=True)
+class OpenBatch:
+    """The open batch in the terms its proof statement's size grows with."""
+
+    txs: int
+    diff: BatchFootprint
+    deposits: int
+    withdrawals: int
+    forced: int
+    price_ticks: int
+    funding_ticks: int
+    funding_rates: int
+
+
 class BatchBuilder:
     """Applies transactions to a state and cuts them into batches (the sequencer's core).
 
@@ -196,6 +218,7 @@ class BatchBuilder:
         self._deposits: list[DepositEntry] = []
         self._withdrawals: list[WithdrawalEntry] = []
         self._forced: list[ForcedEntry] = []
+        self._ticks = [0, 0, 0]  # price ticks, funding ticks, funding rates
         state.begin_batch()
 
     def __len__(self) -> int:
@@ -207,7 +230,12 @@ class BatchBuilder:
         except CoreError as exc:
             return exc
         self._txs.append(tx)
-        if isinstance(tx, Deposit):
+        if isinstance(tx, OraclePriceTick):
+            self._ticks[0] += 1
+        elif isinstance(tx, FundingTick):
+            self._ticks[1] += 1
+            self._ticks[2] += len(tx.rates)
+        elif isinstance(tx, Deposit):
             self._deposits.append(DepositEntry(tx.deposit_id, tx.owner, tx.subaccount, tx.amount))
         for event in events:
             if isinstance(event, WithdrawalEmitted):
@@ -225,6 +253,16 @@ class BatchBuilder:
                 else:
                     self._withdrawals.append(WithdrawalEntry(event.recipient, event.amount))
         return events
+
+    def footprint(self) -> OpenBatch:
+        return OpenBatch(
+            len(self._txs),
+            self.state.batch_footprint(),
+            len(self._deposits),
+            len(self._withdrawals),
+            len(self._forced),
+            *self._ticks,
+        )
 
     def cut(self) -> Batch:
         """Close the open batch (possibly empty) and open the next."""
@@ -245,5 +283,63 @@ class BatchBuilder:
         batch = Batch(self.next_batch_id, tuple(self._txs), diff, inputs)
         self.next_batch_id += 1
         self._txs, self._deposits, self._withdrawals, self._forced = [], [], [], []
+        self._ticks = [0, 0, 0]
         state.begin_batch()
         return batch
+
+
+_ENTRY_BYTES = {  # as PublicInputs.encode writes them
+    "deposit": 8 + 20 + 4 + 16,
+    "withdrawal": 20 + 16,
+    "forced": 8 + 20 + 4 + 16 + 20 + 16,
+}
+_TICK_BYTES = 1 + 2 + 16
+_ORDER_BYTES = 4 + 32 + 16 + 16
+
+
+def _proof_bytes(leaves: int, siblings: int, depth: int) -> int:
+    """A length-prefixed MultiProof.to_bytes(), or only the prefix when there are no leaves."""
+    return 4 + (2 + 4 + leaves * ((depth + 7) // 8) + 4 + 32 * siblings if leaves else 0)
+
+
+def statement_size(batch: OpenBatch) -> int:
+    """At least the length of the open batch's proof statement if it were cut now
+    (`perpnet.stark.batch_statement.statement_bytes`: public inputs, diff, ticks,
+    multiproofs), exactly; a sequencer cuts before this passes what the L1 verifier
+    takes (stark_lib.MAX_PUBLIC)."""
+    d = batch.diff
+    ticks = batch.price_ticks + batch.funding_ticks + batch.funding_rates
+    entries = (
+        batch.deposits * _ENTRY_BYTES["deposit"]
+        + batch.withdrawals * _ENTRY_BYTES["withdrawal"]
+        + batch.forced * _ENTRY_BYTES["forced"]
+    )
+    public = 8 + 3 * 32 + 2 + d.globals_bytes + 3 * 4 + entries + 32  # PublicInputs.encode
+    new_leaves = d.accounts * account_leaf_bytes(0) + d.new_positions * POSITION_BYTES
+    diff = 4 + d.accounts * (4 + 2 + 2) + d.old_leaf_bytes + new_leaves
+    diff += 4 + d.orders * _ORDER_BYTES
+    return (
+        public
+        + 2 * 32
+        + 4 + d.globals_bytes
+        + 8 + diff
+        + 4 + ticks * _TICK_BYTES
+        + 4 + 4 * d.accounts
+        + 4
+        + _proof_bytes(d.accounts, d.account_siblings, d.tree_depth)
+        + _proof_bytes(d.orders, d.order_siblings, d.tree_depth)
+    )  # fmt: skip
+
+
+def statement_growth_bound(markets: int, tree_depth: int) -> int:
+    """The most one transaction can add to `statement_size`: its accounts and fills,
+    each new to the batch with a whole new Merkle path, its ticks, a public entry."""
+    width = (tree_depth + 7) // 8
+    account = 4 + 2 + 2 + 2 * account_leaf_bytes(markets) + 4 + width + 32 * tree_depth
+    order = _ORDER_BYTES + width + 32 * tree_depth
+    return (
+        MAX_ACCOUNTS_PER_TX * account
+        + MAX_FILLS_PER_TX * order
+        + (markets + 1) * _TICK_BYTES
+        + max(_ENTRY_BYTES.values())
+    )

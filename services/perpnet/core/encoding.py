@@ -235,6 +235,15 @@ def decode_order(data: bytes) -> Order:
 _ACCOUNT_HEAD = (("owner", "addr"), ("subaccount", "u32"), ("collateral", "i128"), ("nonce", "u64"))
 
 
+ACCOUNT_HEAD_BYTES = 20 + 4 + 16 + 8 + 1  # the head and the position count
+POSITION_BYTES = 2 + 3 * 16
+
+
+def account_leaf_bytes(positions: int) -> int:
+    """len(encode_account(a)) of an account holding `positions` positions."""
+    return ACCOUNT_HEAD_BYTES + POSITION_BYTES * positions
+
+
 def encode_account(account: Account) -> bytes:
     """The account leaf: head, then positions sorted by market (the escape hatch reads it)."""
     w = Writer()

@@ -333,6 +333,36 @@ def sibling_count(indices: Sequence[int], depth: int) -> int:
     return count
 
 
+class ProofFootprint:
+    """`sibling_count` of a growing leaf set, kept as leaves are added.
+
+    A sequencer sizes the open batch's statement with it after every transaction,
+    so adding costs at most `depth` set operations and nothing is re-walked."""
+
+    __slots__ = ("_depth", "_nodes", "leaves", "siblings")
+
+    def __init__(self, depth: int) -> None:
+        _check_depth(depth)
+        self._depth = depth
+        self._nodes: set[tuple[int, int]] = set()
+        self.leaves = 0
+        self.siblings = 0
+
+    def add(self, index: int) -> None:
+        """Count `index` in (again: nothing changes)."""
+        nodes = self._nodes
+        for height in range(self._depth):
+            node = (height, index)
+            if node in nodes:
+                return  # this node and all above it are on the proof already
+            nodes.add(node)
+            if height == 0:
+                self.leaves += 1
+            # A node whose sibling is known needs no sibling, and frees the sibling's.
+            self.siblings += -1 if (height, index ^ 1) in nodes else 1
+            index >>= 1
+
+
 def root_from_multiproof(leaves: Mapping[int, bytes], proof: MultiProof, depth: int) -> bytes:
     """The root implied by `leaves` (exactly the proof's indices) and the proof's siblings."""
     if proof.depth != depth:

@@ -38,7 +38,7 @@ from perpnet.core.events import (
 )
 from perpnet.core.markets import PPM, Market, MarketSet
 from perpnet.core.orders import MARKET_KINDS, Order, SignedOrder, TimeInForce
-from perpnet.core.smt import SparseMerkleTree
+from perpnet.core.smt import ProofFootprint, SparseMerkleTree
 from perpnet.core.txs import (
     Deleverage,
     Deposit,
@@ -168,12 +168,39 @@ class StateDiff:
     orders: tuple[OrderDiff, ...]
 
 
+MAX_ACCOUNTS_PER_TX = 4
+"""The most accounts one transaction commits (a liquidation: the account, its counterparty,
+the insurance fund and the fee pool); a sequencer keeps that much room in a batch."""
+MAX_FILLS_PER_TX = 2
+"""The most orders one transaction fills (a trade: maker and taker)."""
+
+
 @dataclass(slots=True)
 class _Batch:
     old_root: bytes
     old_globals: bytes
-    accounts: dict[int, bytes] = field(default_factory=dict)
-    orders: dict[bytes, int] = field(default_factory=dict)
+    account_paths: ProofFootprint
+    order_paths: ProofFootprint
+    accounts: dict[int, bytes] = field(default_factory=dict)  # id -> leaf before the batch
+    orders: dict[bytes, int] = field(default_factory=dict)  # hash -> filled before the batch
+    old_leaf_bytes: int = 0  # sum of the lengths of `accounts`' values
+    positions: dict[int, int] = field(default_factory=dict)  # id -> positions held now
+    new_positions: int = 0  # sum of `positions`' values: the new leaves' lengths follow
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFootprint:
+    """How much the open batch's diff holds: what its statement's size grows with."""
+
+    accounts: int
+    old_leaf_bytes: int
+    new_positions: int
+    account_siblings: int
+    orders: int
+    order_siblings: int
+    globals_bytes: int
+    tree_depth: int
+    markets: int
 
 
 def order_leaf(order_hash: bytes, filled: int) -> bytes:
@@ -298,8 +325,27 @@ class ExchangeState:
 
     def begin_batch(self) -> bytes:
         root = self.root()
-        self._batch = _Batch(root, self.globals_bytes())
+        depth = self.config.tree_depth
+        self._batch = _Batch(
+            root, self.globals_bytes(), ProofFootprint(depth), ProofFootprint(depth)
+        )
         return root
+
+    def batch_footprint(self) -> BatchFootprint:
+        batch = self._batch
+        require(batch is not None, ErrorCode.INVALID_FIELD, "no batch open")
+        assert batch is not None
+        return BatchFootprint(
+            len(batch.accounts),
+            batch.old_leaf_bytes,
+            batch.new_positions,
+            batch.account_paths.siblings,
+            len(batch.orders),
+            batch.order_paths.siblings,
+            len(batch.old_globals),
+            self.config.tree_depth,
+            len(self.markets.markets),
+        )
 
     def end_batch(self) -> StateDiff:
         batch = self._batch
@@ -330,6 +376,7 @@ class ExchangeState:
             raise CoreError(ErrorCode.INVALID_FIELD, "a balance would leave the i128 range")
 
     def _commit(self, accounts: list[Account]) -> None:
+        assert len(accounts) <= MAX_ACCOUNTS_PER_TX
         for account in accounts:
             self._check_representable(account)
         batch = self._batch
@@ -337,7 +384,14 @@ class ExchangeState:
             account_id = account.account_id
             if batch is not None and account_id not in batch.accounts:
                 old = self.accounts.get(account_id)
-                batch.accounts[account_id] = b"" if old is None else encode_account(old)
+                leaf = b"" if old is None else encode_account(old)
+                batch.accounts[account_id] = leaf
+                batch.old_leaf_bytes += len(leaf)
+                batch.account_paths.add(account_id)
+            if batch is not None:
+                held = len(account.positions)
+                batch.new_positions += held - batch.positions.get(account_id, 0)
+                batch.positions[account_id] = held
             if account_id not in self.accounts:
                 self.ids[(account.owner, account.subaccount)] = account_id
             self.accounts[account_id] = account
@@ -347,13 +401,14 @@ class ExchangeState:
     def _commit_fill(self, signed: SignedOrder, size: int) -> None:
         order_hash = signed.hash
         entry = self.order_fills.get(order_hash)
-        if self._batch is not None and order_hash not in self._batch.orders:
-            self._batch.orders[order_hash] = 0 if entry is None else entry[1]
+        batch = self._batch
         if entry is None:
-            self.order_fills[order_hash] = [len(self.order_fills), size]
+            entry = self.order_fills[order_hash] = [len(self.order_fills), 0]
             self.order_bodies[order_hash] = signed.order
-        else:
-            entry[1] += size
+        if batch is not None and order_hash not in batch.orders:
+            batch.orders[order_hash] = entry[1]
+            batch.order_paths.add(entry[0])
+        entry[1] += size
         self._dirty_orders.add(order_hash)
 
     # ------------------------------------------------------------------ apply

@@ -45,6 +45,12 @@ BATCH_INTERVAL = Histogram(
     "Time between consecutive batch cuts.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 5, 10, 30),
 )
+CUTS = Counter(
+    "perpnet_sequencer_cuts",
+    "Batches cut, by what closed them: txs (batch_max_txs), statement (the L1 verifier's "
+    "statement buffer would overflow) or interval.",
+    ("reason",),
+)
 CUT_SECONDS = Histogram(
     "perpnet_sequencer_cut_seconds",
     "Time to close a batch: state root, diff and public inputs.",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from perpnet.core.batch import BatchBuilder
+from perpnet.core.batch import BatchBuilder, statement_growth_bound, statement_size
 from perpnet.core.crypto import keccak
 from perpnet.core.encoding import decode_tx
 from perpnet.core.errors import CoreError
@@ -109,6 +109,10 @@ class Sequencer(Service[SequencerSettings]):
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()  # set (and replaced) after every commit
         self._interval_s = settings.batch_interval_ms / 1000
+        # Cut once the statement could not take one more transaction of the largest kind.
+        self._statement_cut = settings.batch_max_statement_bytes - statement_growth_bound(
+            len(self.config.markets.markets), self.config.tree_depth
+        )
         self._deadline = 0.0
         self._last_cut = 0.0
 
@@ -289,7 +293,9 @@ class Sequencer(Service[SequencerSettings]):
                 seen[p.tx_hash] = ack
                 outcomes.append(ack)
                 if len(self.builder) >= self.settings.batch_max_txs:
-                    cuts.append(self._cut(seq))
+                    cuts.append(self._cut(seq, "txs"))
+                elif statement_size(self.builder.footprint()) > self._statement_cut:
+                    cuts.append(self._cut(seq, "statement"))
             if rows or cuts:
                 started = time.perf_counter()
                 await db.run(partial(store.write, rows=rows, batches=[r for r, _ in cuts]))
@@ -306,13 +312,14 @@ class Sequencer(Service[SequencerSettings]):
             self._deadline = time.monotonic() + self._interval_s  # keep the cadence
             return
         async with self._lock:
-            cut = self._cut(self.last_seq)
+            cut = self._cut(self.last_seq, "interval")
             await self._database().run(partial(store.write, rows=(), batches=[cut[0]]))
         self._committed([cut])
 
-    def _cut(self, last_seq: int) -> tuple[BatchRecord, int]:
+    def _cut(self, last_seq: int, reason: str) -> tuple[BatchRecord, int]:
         """Close the open batch as a record to write; also returns how many txs it holds."""
         txs = len(self.builder)
+        metrics.CUTS.labels(reason).inc()
         started = time.perf_counter()
         batch = self.builder.cut()
         metrics.CUT_SECONDS.observe(time.perf_counter() - started)

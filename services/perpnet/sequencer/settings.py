@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from perpnet.runtime.config import Range
+from perpnet.core.batch import statement_growth_bound
+from perpnet.runtime.config import ConfigError, Range
 from perpnet.runtime.follower import ExchangeSettings
 
 
@@ -23,6 +24,10 @@ from perpnet.runtime.follower import ExchangeSettings
 class SequencerSettings(ExchangeSettings):
     batch_interval_ms: Annotated[int, Range(1, 3_600_000)] = 2_000
     batch_max_txs: Annotated[int, Range(1, 100_000)] = 512
+    # A batch is also cut before its proof statement could pass this many bytes: the
+    # on-chain verifier's buffer (stark_lib.MAX_PUBLIC). Many distinct accounts per batch
+    # fill it before 512 transactions do; a larger batch could never be posted.
+    batch_max_statement_bytes: Annotated[int, Range(1_024, 16_777_216)] = 172_032
     cut_empty_batches: bool = False  # also cut a batch on an interval with no transactions
     # Submissions applied per database transaction (group commit); it also bounds how
     # long one group holds the event loop, since applying runs on it.
@@ -37,4 +42,10 @@ class SequencerSettings(ExchangeSettings):
     checkpoint_keep: Annotated[int, Range(0, 1_000)] = 3
 
     def __post_init__(self) -> None:
-        self.exchange_config()  # a bad exchange configuration stops the start, named
+        config = self.exchange_config()  # a bad exchange configuration stops the start, named
+        least = 2 * statement_growth_bound(len(config.markets.markets), config.tree_depth)
+        if self.batch_max_statement_bytes < least:
+            raise ConfigError(
+                f"PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES={self.batch_max_statement_bytes} "
+                f"leaves no room: at least {least} (twice what one transaction can add)"
+            )
