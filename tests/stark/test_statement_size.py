@@ -23,6 +23,8 @@ from perpnet.core.errors import CoreError
 from perpnet.core.markets import USD
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Tx
+from perpnet.l1.stark_bench import MAX_PUBLIC
+from perpnet.sequencer.settings import SequencerSettings
 from perpnet.stark.batch_proof import prepare_batch
 from perpnet.stark.batch_statement import statement_bytes
 from perpnet.testkit import Desk, trader
@@ -104,3 +106,8 @@ def test_many_new_accounts_and_an_empty_batch() -> None:
     assert actual > 120 * 32 * 4  # a few siblings per account at least
     before = copy.deepcopy(state)
     assert_size_is_exact(before, b.cut(), b.cut_at[-1])
+
+
+def test_the_sequencer_default_is_the_verifiers_buffer() -> None:
+    settings = SequencerSettings.from_env("sequencer", {})
+    assert settings.batch_max_statement_bytes == MAX_PUBLIC
