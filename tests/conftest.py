@@ -18,22 +18,29 @@ import pytest
 HANGS = Path(__file__).resolve().parent.parent / ".ci" / "hangs"
 
 
-@pytest.fixture(autouse=True)
-def _stacks_if_hung(request: pytest.FixtureRequest) -> Iterator[None]:
-    limit = float(request.config.getini("timeout") or 0)
+def _limit_s(config: pytest.Config) -> float:
+    try:
+        return float(config.getini("timeout") or 0)
+    except ValueError:  # pytest-timeout not loaded (-p no:timeout): nothing stops a hang
+        return 0.0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """Armed over the whole protocol (fixture set-up included), as pytest-timeout's timer is."""
+    limit = _limit_s(item.config)
     if limit <= 0:
-        yield
-        return
+        return (yield)
     after = max(limit * 0.9, limit - 60)
     HANGS.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
+    name = re.sub(r"[^\w.-]+", "_", item.nodeid)[-150:]
     path = HANGS / f"{name}.{os.getpid()}.txt"  # a rerun is another worker
     with path.open("w") as out:
-        out.write(f"{request.node.nodeid}: still running after {after:g} s\n")
+        out.write(f"{item.nodeid}: still running after {after:g} s\n")
         out.flush()
         faulthandler.dump_traceback_later(after, file=out)
         try:
-            yield
+            return (yield)
         finally:
             faulthandler.cancel_dump_traceback_later()
-    path.unlink()
+            path.unlink()

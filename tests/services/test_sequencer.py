@@ -391,3 +391,27 @@ def test_a_statement_limit_with_no_room_is_refused(tmp_path: Path) -> None:
         SequencerSettings.from_env(
             "sequencer", {**env, "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES": "9000"}
         )
+
+
+def test_a_statement_limit_lowered_across_a_restart_cuts_the_open_batch_first(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_lowered_limit(tmp_path / "seq.db", redis_url))
+
+
+async def _lowered_limit(db: Path, redis_url: str) -> None:
+    desk = Desk()
+    deposits = [encode_tx(desk.deposit(trader(f"lower-{i}"), USD)) for i in range(120)]
+    async with running(sequencer_env(db, redis_url, batch_interval_ms=60_000)) as (_, stub):
+        await stub.SubmitTxs(pb.SubmitTxsRequest(txs=deposits), timeout=30)
+        assert (await stub.GetState(pb.GetStateRequest())).open_batch_txs == 120
+    lowered = sequencer_env(
+        db, redis_url, batch_interval_ms=60_000, batch_max_statement_bytes=20_000
+    )
+    async with running(lowered) as (service, stub):
+        reply = await submit(stub, desk.deposit(ALICE, USD))
+        assert (reply.seq, reply.batch_id) == (121, 1)  # behind a batch of the 120 before it
+        batch = await stub.GetBatch(pb.GetBatchRequest(batch_id=0))
+        assert (batch.first_seq, batch.last_seq) == (1, 120)
+        cuts = scrape(service.metrics_port)
+        assert cuts[("perpnet_sequencer_cuts_total", (("reason", "statement"),))] == 1

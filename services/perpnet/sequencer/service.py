@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import grpc.aio
@@ -55,6 +55,14 @@ class SkippedError(Exception):
 
 
 Outcome = Ack | CoreError | WriteFailedError | SkippedError
+
+
+class _Cut(NamedTuple):
+    """A batch closed in memory, counted in the metrics once its record is written."""
+
+    record: BatchRecord
+    txs: int
+    reason: str  # what closed it: txs, statement or interval
 
 
 @dataclass(slots=True)
@@ -260,7 +268,9 @@ class Sequencer(Service[SequencerSettings]):
         outcomes: list[Outcome] = []
         async with self._lock:
             rows: list[dict[str, Any]] = []
-            cuts: list[tuple[BatchRecord, int]] = []
+            cuts: list[_Cut] = []
+            if len(self.builder) and self._statement_full():
+                cuts.append(self._cut(self.last_seq, "statement"))  # e.g. a lower limit now
             seen: dict[bytes, Ack] = {h: Ack(s, b, True) for h, (s, b) in known.items()}
             for p in group:
                 if p.chain is not None and p.chain.broken:
@@ -294,11 +304,11 @@ class Sequencer(Service[SequencerSettings]):
                 outcomes.append(ack)
                 if len(self.builder) >= self.settings.batch_max_txs:
                     cuts.append(self._cut(seq, "txs"))
-                elif statement_size(self.builder.footprint()) > self._statement_cut:
+                elif self._statement_full():
                     cuts.append(self._cut(seq, "statement"))
             if rows or cuts:
                 started = time.perf_counter()
-                await db.run(partial(store.write, rows=rows, batches=[r for r, _ in cuts]))
+                await db.run(partial(store.write, rows=rows, batches=[c.record for c in cuts]))
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 metrics.GROUP_TXS.observe(len(rows))
             self.last_seq += len(rows)
@@ -313,13 +323,16 @@ class Sequencer(Service[SequencerSettings]):
             return
         async with self._lock:
             cut = self._cut(self.last_seq, "interval")
-            await self._database().run(partial(store.write, rows=(), batches=[cut[0]]))
+            await self._database().run(partial(store.write, rows=(), batches=[cut.record]))
         self._committed([cut])
 
-    def _cut(self, last_seq: int, reason: str) -> tuple[BatchRecord, int]:
-        """Close the open batch as a record to write; also returns how many txs it holds."""
+    def _statement_full(self) -> bool:
+        """The open batch's statement could not take one more transaction of any kind."""
+        return statement_size(self.builder.footprint()) > self._statement_cut
+
+    def _cut(self, last_seq: int, reason: str) -> _Cut:
+        """Close the open batch as a record to write."""
         txs = len(self.builder)
-        metrics.CUTS.labels(reason).inc()
         started = time.perf_counter()
         batch = self.builder.cut()
         metrics.CUT_SECONDS.observe(time.perf_counter() - started)
@@ -329,12 +342,13 @@ class Sequencer(Service[SequencerSettings]):
         self._open_first_seq = last_seq + 1
         now = time.monotonic()
         self._deadline = now + self._interval_s
-        return record, txs
+        return _Cut(record, txs, reason)
 
-    def _committed(self, cuts: list[tuple[BatchRecord, int]]) -> None:
+    def _committed(self, cuts: list[_Cut]) -> None:
         """After a commit: metrics, and wake the followers."""
         now = time.monotonic()
-        for record, txs in cuts:
+        for record, txs, reason in cuts:
+            metrics.CUTS.labels(reason).inc()
             metrics.BATCH_TXS.observe(txs)
             metrics.BATCH_INTERVAL.observe(now - self._last_cut)
             metrics.BATCH_ID.set(record.id)
