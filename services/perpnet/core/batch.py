@@ -22,7 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perpnet.core.crypto import keccak
-from perpnet.core.encoding import POSITION_BYTES, Reader, Writer, account_leaf_bytes
+from perpnet.core.encoding import (
+    POSITION_BYTES,
+    Reader,
+    Writer,
+    account_leaf_bytes,
+    encoded_bytes,
+)
 from perpnet.core.errors import CoreError
 from perpnet.core.events import Event, WithdrawalEmitted
 from perpnet.core.state import (
@@ -195,7 +201,6 @@ class Batch:
 class OpenBatch:
     """The open batch in the terms its proof statement's size grows with."""
 
-    txs: int
     diff: BatchFootprint
     deposits: int
     withdrawals: int
@@ -256,7 +261,6 @@ class BatchBuilder:
 
     def footprint(self) -> OpenBatch:
         return OpenBatch(
-            len(self._txs),
             self.state.batch_footprint(),
             len(self._deposits),
             len(self._withdrawals),
@@ -289,12 +293,12 @@ class BatchBuilder:
 
 
 _ENTRY_BYTES = {  # as PublicInputs.encode writes them
-    "deposit": 8 + 20 + 4 + 16,
-    "withdrawal": 20 + 16,
-    "forced": 8 + 20 + 4 + 16 + 20 + 16,
+    "deposit": encoded_bytes("u64", "addr", "u32", "u128"),
+    "withdrawal": encoded_bytes("addr", "u128"),
+    "forced": encoded_bytes("u64", "addr", "u32", "u128", "addr", "u128"),
 }
-_TICK_BYTES = 1 + 2 + 16
-_ORDER_BYTES = 4 + 32 + 16 + 16
+_TICK_BYTES = 1 + 2 + 16  # kind, market, value (statement_bytes)
+_ORDER_BYTES = 4 + 32 + 16 + 16  # slot, hash, old and new filled (encode_diff)
 
 
 def _proof_bytes(leaves: int, siblings: int, depth: int) -> int:
@@ -303,10 +307,10 @@ def _proof_bytes(leaves: int, siblings: int, depth: int) -> int:
 
 
 def statement_size(batch: OpenBatch) -> int:
-    """At least the length of the open batch's proof statement if it were cut now
+    """The length of the open batch's proof statement if it were cut now
     (`perpnet.stark.batch_statement.statement_bytes`: public inputs, diff, ticks,
-    multiproofs), exactly; a sequencer cuts before this passes what the L1 verifier
-    takes (stark_lib.MAX_PUBLIC)."""
+    multiproofs); a sequencer cuts before this passes what the L1 verifier takes
+    (stark_lib.MAX_PUBLIC)."""
     d = batch.diff
     ticks = batch.price_ticks + batch.funding_ticks + batch.funding_rates
     entries = (

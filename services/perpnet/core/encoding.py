@@ -235,8 +235,13 @@ def decode_order(data: bytes) -> Order:
 _ACCOUNT_HEAD = (("owner", "addr"), ("subaccount", "u32"), ("collateral", "i128"), ("nonce", "u64"))
 
 
-ACCOUNT_HEAD_BYTES = 20 + 4 + 16 + 8 + 1  # the head and the position count
-POSITION_BYTES = 2 + 3 * 16
+def encoded_bytes(*kinds: str) -> int:
+    """How many bytes Writer.int / Writer.raw write for these kinds, in all."""
+    return sum(_WIDTHS[k] if k in _WIDTHS else _BYTES[k] for k in kinds)
+
+
+ACCOUNT_HEAD_BYTES = encoded_bytes(*(kind for _, kind in _ACCOUNT_HEAD), "u8")  # + count
+POSITION_BYTES = encoded_bytes("u16", "i128", "i128", "i128")
 
 
 def account_leaf_bytes(positions: int) -> int:

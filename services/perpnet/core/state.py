@@ -382,13 +382,13 @@ class ExchangeState:
         batch = self._batch
         for account in accounts:
             account_id = account.account_id
-            if batch is not None and account_id not in batch.accounts:
-                old = self.accounts.get(account_id)
-                leaf = b"" if old is None else encode_account(old)
-                batch.accounts[account_id] = leaf
-                batch.old_leaf_bytes += len(leaf)
-                batch.account_paths.add(account_id)
             if batch is not None:
+                if account_id not in batch.accounts:
+                    old = self.accounts.get(account_id)
+                    leaf = b"" if old is None else encode_account(old)
+                    batch.accounts[account_id] = leaf
+                    batch.old_leaf_bytes += len(leaf)
+                    batch.account_paths.add(account_id)
                 held = len(account.positions)
                 batch.new_positions += held - batch.positions.get(account_id, 0)
                 batch.positions[account_id] = held
