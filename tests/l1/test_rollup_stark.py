@@ -26,7 +26,8 @@ from perpnet.core.txs import Tx
 from perpnet.l1 import stark_bench as sb
 from perpnet.l1 import stark_verifier as sv
 from perpnet.l1.anvil import DEV_KEY
-from perpnet.l1.client import L1RevertError, RollupClient, Sender
+from perpnet.l1.client import BatchTooLargeError, L1RevertError, RollupClient, Sender
+from perpnet.l1.compile import Buffers
 from perpnet.l1.deploy import Deployment, deploy
 from perpnet.stark.batch_proof import BatchProof, verify_batch
 from perpnet.stark.batch_statement import StatementExtras, statement_bytes
@@ -329,19 +330,55 @@ def test_batch_sizes_fit_and_gas_per_update_state(w3: Web3) -> None:
     print("\n" + "\n".join(map(str, rows)))
 
 
-def test_size_limits_are_the_contracts_and_oversize_says_which(
-    w3: Web3, story: Story, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_size_limits_are_the_contracts_and_oversize_says_which(w3: Web3, story: Story) -> None:
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     facts = deploy(w3, sender, path=None, verifier="facts").client(w3, sender)
     # the rollup takes the verify call: the packed proof and 100 bytes of selector and ABI head
     assert facts.rollup.functions.MAX_PROOF().call() == sb.MAX_PROOF + 100
     first = story.batches[0]
     assert first.oversize() is None
-    monkeypatch.setattr(sb, "MAX_PROOF", len(first.packed) - 1)
-    assert "stark_batch_verifier.MAX_PACKED" in (first.oversize() or "")
-    monkeypatch.setattr(sb, "MAX_PUBLIC", len(first.statement) - 1)
-    assert f"statement {len(first.statement):,} B" in (first.oversize() or "")
+    tight = Buffers(len(first.statement), len(first.packed) - 1)
+    assert f"packed proof {len(first.packed):,} B > stark_batch_verifier.MAX_PACKED" in (
+        first.oversize(tight) or ""
+    )
+
+
+def test_a_deployment_built_for_its_batches_takes_them_for_less_gas_and_no_more(
+    w3: Web3, story: Story, rollup: tuple[Deployment, RollupClient]
+) -> None:
+    """Contracts compiled for 8 KiB statements and 60 KiB packed proofs (the story's batches
+    fit): every batch is accepted and moves the root for less gas than on the default
+    contracts (memory for the buffers); past the limits the client refuses to send and the
+    contracts revert."""
+    buffers = Buffers(8_192, 61_440)
+    assert all(p.oversize(buffers) is None for p in story.batches)
+    deposits = [d for p in story.batches for d in p.deposits]
+    deployment, small = sb.stark_rollup(w3, story.genesis, story.params, deposits, buffers)
+    assert deployment.buffers == {"statement": 8_192, "packed": 61_440}
+    assert small.max_proof() == 61_440 + 100
+    _, default = rollup
+    first = story.batches[0]
+    with pytest.raises(BatchTooLargeError, match="is too large for the rollup"):
+        small.update_state(first.pi, first.packed + bytes(1_117))  # 1 B over, with its head
+    with pytest.raises(L1RevertError):  # the same bytes, sent anyway
+        small.sender.transact(
+            small.rollup.functions.update_state(first.pi.encode(), first.packed + bytes(1_117))
+        )
+    stark = BatchProof.decode(first.proof.encode()).stark
+    with pytest.raises(L1RevertError):  # a statement past 8 KiB in a packed proof that fits
+        small.sender.transact(
+            small.rollup.functions.update_state(
+                first.pi.encode(), sv.encode_call(first.statement + bytes(700), stark)
+            )
+        )
+    for p in story.batches:
+        lean = int(small.update_state(p.pi, p.packed)["gasUsed"])
+        full = int(default.update_state(p.pi, p.packed)["gasUsed"])
+        assert small.state_root() == default.state_root() == p.batch.diff.new_root
+        assert lean < full - 100_000, (lean, full)
+    assert sb.Proven.oversize(first, Buffers(4_096, 61_440)) == (
+        f"statement {len(first.statement):,} B > stark_lib.MAX_PUBLIC 4,096"
+    )
 
 
 # batch size -> update_state gas bound (measured 15.47M, 22.03M, 27.34M; ~1 % headroom)

@@ -132,12 +132,29 @@ def _deploy(plan: Plan) -> None:
     from web3 import Web3
 
     from perpnet.l1.client import Sender
+    from perpnet.l1.compile import DEFAULT_BUFFERS, Buffers
     from perpnet.l1.deploy import TESTNET_GRACE_PERIOD_S, deploy
 
     w3 = Web3(Web3.HTTPProvider(plan.rpc_url))
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     grace = TESTNET_GRACE_PERIOD_S if plan.grace_period_s is None else plan.grace_period_s
-    deploy(w3, sender, path=plan.deployment, rpc_url=plan.rpc_url, grace_period=grace)
+    # the contracts take the statements the sequencer may cut: one knob for both
+    limit = {**os.environ, **plan.extra_env}.get(STATEMENT_LIMIT)
+    try:
+        buffers = DEFAULT_BUFFERS if limit is None else Buffers.for_statement(int(limit))
+    except ValueError as exc:
+        raise DevnetError(f"{STATEMENT_LIMIT}={limit}: {exc}") from exc
+    deploy(
+        w3,
+        sender,
+        path=plan.deployment,
+        rpc_url=plan.rpc_url,
+        grace_period=grace,
+        buffers=buffers,
+    )
+
+
+STATEMENT_LIMIT = "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES"
 
 
 def _wait_healthy(plan: Plan, started: list[Started], report: Report, timeout_s: float) -> None:

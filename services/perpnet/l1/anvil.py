@@ -87,6 +87,7 @@ class Anvil:
         block_time: float | None = None,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 30.0,
+        gas_limit: int = BLOCK_GAS_LIMIT,
     ) -> None:
         self.binary = find_anvil()
         self.port = port or free_port()
@@ -98,7 +99,7 @@ class Anvil:
             "--port",
             str(self.port),
             "--gas-limit",
-            str(BLOCK_GAS_LIMIT),
+            str(gas_limit),
             *(("--block-time", str(block_time)) if block_time else ()),
             *extra_args,
         ]

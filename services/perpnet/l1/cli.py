@@ -12,6 +12,7 @@ from web3 import Web3
 
 from perpnet.l1.anvil import DEV_KEY, Anvil
 from perpnet.l1.client import Sender
+from perpnet.l1.compile import DEFAULT_BUFFERS, Buffers
 from perpnet.l1.deploy import (
     DEFAULT_PATH,
     TESTNET_GRACE_PERIOD_S,
@@ -53,12 +54,28 @@ def deploy_command(
         help="stark: the rollup checks every batch proof on chain; facts: a fact registry "
         "the bridge fills after checking proofs off chain (cheaper gas, trusted registrar).",
     ),
+    max_statement_bytes: int = typer.Option(
+        DEFAULT_BUFFERS.statement,
+        envvar="PERPNET_L1_MAX_STATEMENT_BYTES",
+        help="Longest batch statement the contracts take (a compile-time buffer: every "
+        "update pays memory for it); match PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES.",
+    ),
+    max_proof_bytes: int | None = typer.Option(
+        None,
+        envvar="PERPNET_L1_MAX_PROOF_BYTES",
+        help="Longest packed proof (statement and STARK) update_state takes "
+        f"(default: the statement's limit + {DEFAULT_BUFFERS.proof_room:,}).",
+    ),
 ) -> None:
     """Compile, deploy token + verifier + rollup, and write the deployment file (idempotent).
 
     The deployer key comes from PERPNET_L1_KEY (hex); without it, anvil's first
     dev account, which only a devnode knows.
     """
+    try:
+        buffers = Buffers.for_statement(max_statement_bytes, max_proof_bytes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-statement-bytes") from exc
     node: Anvil | None = None
     if start_anvil:
         node = Anvil(port=int(rpc_url.rsplit(":", 1)[1].split("/")[0]))
@@ -76,6 +93,7 @@ def deploy_command(
         rpc_url=rpc_url,
         force=force,
         verifier=verifier,
+        buffers=buffers,
     )
     typer.echo(json.dumps({"file": out, **deployment.addresses}, indent=2))
     if node is not None:

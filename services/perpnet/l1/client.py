@@ -61,6 +61,10 @@ def _reason(exc: ContractLogicError) -> str:
     return text.removeprefix("execution reverted: ").removeprefix("execution reverted")
 
 
+_MARGIN_CHECK = 30_000_000
+"""Gas above which a transaction's estimate margin is capped at the block gas limit."""
+
+
 class Sender:
     """One account that sends transactions: a local key if given, else the node's unlocked one."""
 
@@ -82,6 +86,8 @@ class Sender:
         except ContractLogicError as exc:
             raise L1RevertError(_reason(exc)) from exc
         tx["gas"] = gas + gas // 5 + 10_000
+        if tx["gas"] > _MARGIN_CHECK:  # the margin must not push it past the block's limit
+            tx["gas"] = min(tx["gas"], int(w3.eth.get_block("pending")["gasLimit"]))
         if self._key is None:
             return w3.eth.send_transaction(tx)
         tx["nonce"] = w3.eth.get_transaction_count(self.address, "pending")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,84 @@ from perpnet.core.crypto import keccak
 
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
 NAMES = ("collateral_token", "fact_registry", "rollup")
+
+_KiB = 1024
+
+
+def _round_up(n: int, unit: int = 32 * _KiB) -> int:
+    return -(-n // unit) * unit
+
+
+@dataclass(frozen=True, slots=True)
+class Buffers:
+    """The longest batch statement and packed proof (statement and STARK, as
+    stark_verifier.pack_batch_proof makes them) a deployment takes.
+
+    They are compile-time sizes of the contracts' buffers, and every state update pays
+    EVM memory for the maximum whatever its batch's size, so a deployment takes the
+    smallest that fits its batches: the defaults fit a 1,024-transaction batch touching
+    200 accounts; larger batches need a deployment built for them."""
+
+    statement: int = 172_032
+    packed: int = 294_912
+
+    MAX_STATEMENT = 1024 * _KiB
+    MAX_PACKED = 2048 * _KiB
+
+    def __post_init__(self) -> None:
+        if not 4 * _KiB <= self.statement <= self.MAX_STATEMENT:
+            raise ValueError(
+                f"max statement bytes must be in [{4 * _KiB:,}, {self.MAX_STATEMENT:,}], "
+                f"got {self.statement:,}"
+            )
+        if not self.statement + 4 * _KiB <= self.packed <= self.MAX_PACKED:
+            raise ValueError(
+                f"max packed proof bytes must be in [statement + {4 * _KiB:,}, "
+                f"{self.MAX_PACKED:,}], got {self.packed:,} for a statement of "
+                f"{self.statement:,}"
+            )
+
+    @classmethod
+    def for_statement(cls, statement: int, packed: int | None = None) -> Buffers:
+        """Sized for statements of up to `statement` bytes; the packed proof by default
+        leaves the STARK the room the defaults leave it (`proof_room`)."""
+        return cls(statement, packed or statement + cls().proof_room)
+
+    @property
+    def proof_room(self) -> int:
+        return self.packed - self.statement
+
+    @classmethod
+    def fitting(cls, statement: int, packed: int) -> Buffers:
+        """The defaults if they hold these sizes, else the sizes rounded up to 32 KiB."""
+        default = cls()
+        if statement <= default.statement and packed <= default.packed:
+            return default
+        return cls(
+            max(_round_up(statement), default.statement), max(_round_up(packed), default.packed)
+        )
+
+    def constants(self, name: str) -> dict[str, int]:
+        """The buffer constants of one contract's source, by name."""
+        return {
+            "stark_lib": {"MAX_PUBLIC": self.statement},
+            "stark_batch_verifier": {"MAX_PACKED": self.packed},
+            "fact_registry": {"MAX_PROOF": self.packed},
+            # the verifier's verify(bytes32, bytes) calldata around the packed proof
+            "rollup": {"MAX_PROOF": self.packed + 100},
+        }.get(name, {})
+
+    def source(self, name: str) -> str:
+        """A contract's source with these buffer sizes (the file itself for the defaults)."""
+        text = (CONTRACTS / f"{name}.vy").read_text()
+        if self == DEFAULT_BUFFERS:
+            return text
+        for constant, value in self.constants(name).items():
+            pattern = rf"^({constant}: (?:public\()?constant\(uint256\)\)? = )[0-9_]+"
+            text, found = re.subn(pattern, rf"\g<1>{value:_}", text, count=1, flags=re.M)
+            if found != 1:
+                raise LookupError(f"{name}.vy has no uint256 constant {constant}")
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +114,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PERPNET_VYPER_CACHE", str(Path(base) / "perpnet" / "vyper")))
 
 
-def source_hash(name: str) -> str:
-    source = (CONTRACTS / f"{name}.vy").read_bytes()
+DEFAULT_BUFFERS = Buffers()
+
+
+def source_hash(name: str, buffers: Buffers = DEFAULT_BUFFERS) -> str:
+    source = buffers.source(name).encode()
     return keccak(vyper.__version__.encode() + b"\0" + source).hex()
 
 
-def compile_contract(name: str) -> Artifact:
+def compile_contract(name: str, buffers: Buffers = DEFAULT_BUFFERS) -> Artifact:
     """The contract's ABI and deployment bytecode, from the cache when the source is unchanged."""
-    digest = source_hash(name)
+    digest = source_hash(name, buffers)
     cached = cache_dir() / f"{name}-{digest}.json"
     if cached.exists():
         data = json.loads(cached.read_text())
         return Artifact(name, data["abi"], bytes.fromhex(data["bytecode"]), digest)
     path = CONTRACTS / f"{name}.vy"
     out = compile_code(
-        path.read_text(), contract_path=str(path), output_formats=["abi", "bytecode"]
+        buffers.source(name), contract_path=str(path), output_formats=["abi", "bytecode"]
     )
     bytecode = bytes.fromhex(out["bytecode"].removeprefix("0x"))
     with contextlib.suppress(OSError):  # a read-only cache (a container's) only costs time
@@ -60,5 +142,5 @@ def compile_contract(name: str) -> Artifact:
     return Artifact(name, out["abi"], bytecode, digest)
 
 
-def compile_all() -> dict[str, Artifact]:
-    return {name: compile_contract(name) for name in NAMES}
+def compile_all(buffers: Buffers = DEFAULT_BUFFERS) -> dict[str, Artifact]:
+    return {name: compile_contract(name, buffers) for name in NAMES}

@@ -27,7 +27,7 @@ from web3 import Web3
 from perpnet.core.markets import DEFAULT_MARKETS, Market
 from perpnet.core.state import ExchangeState
 from perpnet.l1.client import RollupClient, Sender
-from perpnet.l1.compile import Artifact, compile_all
+from perpnet.l1.compile import DEFAULT_BUFFERS, Artifact, Buffers, compile_all
 from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
 
 DEFAULT_PATH = Path(".perpnet/l1.json")
@@ -57,6 +57,9 @@ class Deployment:
     """"facts" or "stark" (see the module's docstring); files written before it are facts."""
     proof_params: dict[str, int] = field(default_factory=dict)
     """The STARK parameters the on-chain verifier accepts (stark only)."""
+    buffers: dict[str, int] = field(default_factory=dict)
+    """compile.Buffers: the longest statement and packed proof the contracts take (empty
+    in files written before it: the defaults)."""
 
     def contracts(self) -> dict[str, tuple[str, list[dict[str, Any]]]]:
         return {name: (self.addresses[name], self.abis[name]) for name in self.addresses}
@@ -85,15 +88,15 @@ def _market_params(markets: tuple[Market, ...]) -> list[tuple[int, int, int]]:
     return [(m.market_id, m.step_size, m.atomic_resolution) for m in markets]
 
 
-def artifacts(verifier: str) -> dict[str, Artifact]:
+def artifacts(verifier: str, buffers: Buffers = DEFAULT_BUFFERS) -> dict[str, Artifact]:
     """Each contract of a deployment with this kind of verifier, by its name in the file."""
-    compiled = compile_all()
+    compiled = compile_all(buffers)
     out = {name: compiled[contract] for name, contract in CONTRACTS}
     if verifier == "stark":
         from perpnet.l1 import stark_verifier as sv  # the STARK stack: only when used
 
-        out["verifier"] = sv.compile_stark(sv.BATCH_VERIFIER)
-        out["stark_verifier"] = sv.compile_stark(sv.VERIFIER)
+        out["verifier"] = sv.compile_stark(sv.BATCH_VERIFIER, buffers)
+        out["stark_verifier"] = sv.compile_stark(sv.VERIFIER, buffers)
     return out
 
 
@@ -125,6 +128,7 @@ def _deploy_verifier(
     verifier: str,
     registrar: str,
     params: ProofParams,
+    buffers: Buffers,
 ) -> dict[str, str]:
     """The rollup's verifier ("verifier") and, for stark, the STARK verifier behind it."""
     if verifier == "facts":
@@ -132,7 +136,7 @@ def _deploy_verifier(
         return {"verifier": deployer.deploy(art.abi, art.bytecode, deployer.address, registrar)}
     from perpnet.l1 import stark_verifier as sv
 
-    adapter, stark = sv.deploy_batch_verifier(deployer, params)
+    adapter, stark = sv.deploy_batch_verifier(deployer, params, buffers)
     return {"verifier": adapter, "stark_verifier": stark.address}
 
 
@@ -151,10 +155,12 @@ def deploy(
     force: bool = False,
     verifier: str = "stark",
     proof_params: ProofParams = DEFAULT_PARAMS,
+    buffers: Buffers = DEFAULT_BUFFERS,
 ) -> Deployment:
     """Deploy (or reuse) the contracts; the deployer is governance, and by default operator
     and fact registrar too. `state` is the L2 genesis (a fresh ExchangeState by default).
-    `verifier` is "facts" or "stark"; the stark verifier accepts `proof_params` only."""
+    `verifier` is "facts" or "stark"; the stark verifier accepts `proof_params` only;
+    `buffers` are the longest statement and proof the contracts take."""
     if verifier not in VERIFIER_KINDS:
         raise ValueError(f"verifier must be one of {VERIFIER_KINDS}, not {verifier!r}")
     if verifier == "stark":
@@ -165,7 +171,7 @@ def deploy(
                 "the on-chain batch evaluator was generated for other markets "
                 "(regenerate with `python -m perpnet.l1.air_codegen`)"
             )
-    arts = artifacts(verifier)
+    arts = artifacts(verifier, buffers)
     params = asdict(proof_params) if verifier == "stark" else {}
     if path is not None and not force:
         found = _reusable(w3, path, arts, verifier, params)
@@ -183,7 +189,7 @@ def deploy(
 
     block = w3.eth.block_number
     token = create("token", governance)
-    verifiers = _deploy_verifier(deployer, arts, verifier, registrar, proof_params)
+    verifiers = _deploy_verifier(deployer, arts, verifier, registrar, proof_params, buffers)
     rollup = create(
         "rollup",
         token,
@@ -220,6 +226,7 @@ def deploy(
         source_hashes={name: arts[name].source_hash for name in addresses},
         verifier_kind=verifier,
         proof_params=params,
+        buffers=asdict(buffers),
     )
     if path is not None:
         deployment.write(path)

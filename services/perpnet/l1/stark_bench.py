@@ -26,7 +26,7 @@ from perpnet.core.txs import Deposit, Tx
 from perpnet.l1 import stark_verifier as sv
 from perpnet.l1.anvil import DEV_KEY
 from perpnet.l1.client import RollupClient, Sender
-from perpnet.l1.compile import CONTRACTS
+from perpnet.l1.compile import CONTRACTS, DEFAULT_BUFFERS, Buffers
 from perpnet.l1.deploy import Deployment, deploy
 from perpnet.stark.batch_bench import fresh_prices
 from perpnet.stark.batch_proof import BatchProof, prove_batch
@@ -44,9 +44,9 @@ def _constant(contract: str, name: str) -> int:
 
 
 MAX_PUBLIC = _constant(sv.LIBRARY, "MAX_PUBLIC")
-"""stark_lib.MAX_PUBLIC: the longest batch statement the on-chain verifier takes."""
+"""stark_lib.MAX_PUBLIC: the longest batch statement the default contracts take."""
 MAX_PROOF = _constant("stark_batch_verifier", "MAX_PACKED")
-"""stark_batch_verifier.MAX_PACKED: the longest packed proof update_state takes."""
+"""stark_batch_verifier.MAX_PACKED: the longest packed proof they take in update_state."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,13 @@ class Proven:
     def statement(self) -> bytes:
         return sv.decode_call(self.packed)[0]
 
-    def oversize(self) -> str | None:
-        """Why the rollup cannot take this batch as is (a size limit), or None."""
-        if len(self.statement) > MAX_PUBLIC:
-            return f"statement {len(self.statement):,} B > stark_lib.MAX_PUBLIC {MAX_PUBLIC:,}"
-        if len(self.packed) > MAX_PROOF:
-            limit = f"stark_batch_verifier.MAX_PACKED {MAX_PROOF:,}"
+    def oversize(self, buffers: Buffers = DEFAULT_BUFFERS) -> str | None:
+        """Why contracts built with `buffers` cannot take this batch (a size limit), or None."""
+        if len(self.statement) > buffers.statement:
+            limit = f"stark_lib.MAX_PUBLIC {buffers.statement:,}"
+            return f"statement {len(self.statement):,} B > {limit}"
+        if len(self.packed) > buffers.packed:
+            limit = f"stark_batch_verifier.MAX_PACKED {buffers.packed:,}"
             return f"packed proof {len(self.packed):,} B > {limit}"
         return None
 
@@ -101,13 +102,23 @@ def build(
 
 
 def stark_rollup(
-    w3: Web3, genesis: ExchangeState, params: ProofParams, deposits: Sequence[Deposit]
+    w3: Web3,
+    genesis: ExchangeState,
+    params: ProofParams,
+    deposits: Sequence[Deposit],
+    buffers: Buffers = DEFAULT_BUFFERS,
 ) -> tuple[Deployment, RollupClient]:
     """A fresh stark-mode deployment from `genesis` (the dev key its governance and
-    operator), with these deposits made on L1 in order."""
+    operator) with contracts built for `buffers`, with these deposits made on L1 in order."""
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     deployment = deploy(
-        w3, sender, path=None, state=copy.deepcopy(genesis), verifier="stark", proof_params=params
+        w3,
+        sender,
+        path=None,
+        state=copy.deepcopy(genesis),
+        verifier="stark",
+        proof_params=params,
+        buffers=buffers,
     )
     gov = deployment.client(w3, sender)
     total = sum(d.amount for d in deposits)
@@ -145,8 +156,10 @@ def measure(
     w3: Web3, size: int, accounts: int, params: ProofParams, seed: int = 1
 ) -> dict[str, object]:
     """update_state's gas for the measured batch of `size` stf transactions (after its
-    warm-up batch, posted first), with its sizes; a batch over a size limit is reported
-    with its sizes and why, and not posted.
+    warm-up batch, posted first), with its sizes, on the default contracts if they take
+    both batches and otherwise on contracts built for them (`buffers`; every update pays
+    memory for its deployment's buffers); a batch no deployment takes is reported with its
+    sizes and why, and not posted.
 
     The split runs the same bytes through the STARK verifier alone and through the
     batch verifier (adapter) alone, as transactions: execution gas (total less the
@@ -162,11 +175,15 @@ def measure(
         "stark_proof_bytes": len(p.proof.stark),
         "packed_proof_bytes": len(p.packed),
     }
-    warm_why = warm_p.oversize()
-    why = p.oversize() or (warm_why and f"the warm-up batch's {warm_why}")
-    if why is not None:
-        return {**row, "fits": False, "why": why}
-    deployment, gov = stark_rollup(w3, genesis, params, warm_p.deposits + p.deposits)
+    try:  # the default contracts if they take both batches, else ones built for them
+        buffers = Buffers.fitting(
+            max(len(warm_p.statement), len(p.statement)), max(len(warm_p.packed), len(p.packed))
+        )
+    except ValueError as exc:
+        return {**row, "fits": False, "why": f"no deployment takes it: {exc}"}
+    row["buffers"] = {"statement": buffers.statement, "packed": buffers.packed}
+    row["default_buffers"] = buffers == DEFAULT_BUFFERS
+    deployment, gov = stark_rollup(w3, genesis, params, warm_p.deposits + p.deposits, buffers)
     gov.update_state(warm_p.pi, warm_p.packed)
     update = _gas(w3, gov.update_state(p.pi, p.packed))
     if gov.state_root() != p.batch.diff.new_root:
@@ -178,7 +195,12 @@ def measure(
     stark_call = contracts["stark_verifier"].functions.verify_proof(*sv.decode_call(p.packed))
     adapter_call = contracts["verifier"].functions.verify(keccak(p.pi.encode()), p.packed)
     layers = [_gas(w3, gov.sender.transact(call)).execution for call in (stark_call, adapter_call)]
-    row |= {"fits": True, "update_state_gas": update.total, "calldata_gas": update.calldata}
+    row |= {
+        "fits": True,
+        "update_state_gas": update.total,
+        "gas_per_transaction": update.total // len(p.batch.txs),
+        "calldata_gas": update.calldata,
+    }
     stark, adapter, rollup = (*layers, update.execution)
     if stark is not None and adapter is not None and rollup is not None:
         row["execution_gas"] = {

@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import vyper  # type: ignore[import-untyped]
@@ -46,7 +48,7 @@ from perpnet.core.crypto import keccak
 from perpnet.core.markets import Market, MarketSet
 from perpnet.core.state import StateDiff
 from perpnet.l1.client import Sender
-from perpnet.l1.compile import CONTRACTS, Artifact, cache_dir
+from perpnet.l1.compile import CONTRACTS, DEFAULT_BUFFERS, Artifact, Buffers, cache_dir
 from perpnet.stark.batch_proof import BatchProof
 from perpnet.stark.batch_statement import statement_bytes
 from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
@@ -63,29 +65,52 @@ size, so a call's calldata must be at least this long (encode_call pads with zer
 which the ABI decoder ignores; real batch proofs are far longer anyway)."""
 
 
-def _sources_hash(name: str) -> str:
-    """keccak of the compiler version, the contract and every stark_*.vy it may import."""
+def _modules() -> list[str]:
+    """Every stark_*.vy: what a stark contract may import."""
+    return sorted(path.stem for path in CONTRACTS.glob("stark_*.vy"))
+
+
+def _sources_hash(name: str, buffers: Buffers = DEFAULT_BUFFERS) -> str:
+    """keccak of the compiler version, the contract and every stark_*.vy it may import,
+    as compiled with these buffer sizes."""
     # the artifact format version (2: runtime_size counts immutables) is part of the key
-    parts = [b"artifact v2", vyper.__version__.encode(), (CONTRACTS / f"{name}.vy").read_bytes()]
-    for path in sorted(CONTRACTS.glob("stark_*.vy")):
-        parts.append(path.name.encode() + b"\0" + path.read_bytes())
+    parts = [b"artifact v2", vyper.__version__.encode(), buffers.source(name).encode()]
+    for module in _modules():
+        parts.append(f"{module}.vy".encode() + b"\0" + buffers.source(module).encode())
     return keccak(b"\0".join(parts)).hex()
 
 
-def compile_stark(name: str) -> Artifact:
+def _compile(name: str, buffers: Buffers) -> dict[str, Any]:
+    """Compile from the tree, or for other buffer sizes from a copy of the sources with
+    them (imports resolve in the copy)."""
+    formats = ["abi", "bytecode", "bytecode_runtime", "layout"]
+    if buffers == DEFAULT_BUFFERS:
+        bundle = FilesystemInputBundle([CONTRACTS])
+        return compile_code(  # type: ignore[no-any-return]
+            buffers.source(name),
+            contract_path=f"{name}.vy",
+            input_bundle=bundle,
+            output_formats=formats,
+        )
+    with tempfile.TemporaryDirectory(prefix="perpnet-vyper-") as tmp:
+        for module in _modules():
+            (Path(tmp) / f"{module}.vy").write_text(buffers.source(module))
+        return compile_code(  # type: ignore[no-any-return]
+            buffers.source(name),
+            contract_path=f"{name}.vy",
+            input_bundle=FilesystemInputBundle([Path(tmp)]),
+            output_formats=formats,
+        )
+
+
+def compile_stark(name: str, buffers: Buffers = DEFAULT_BUFFERS) -> Artifact:
     """A stark_*.vy contract's ABI and bytecode (it imports stark_lib), cached."""
-    digest = _sources_hash(name)
+    digest = _sources_hash(name, buffers)
     cached = cache_dir() / f"{name}-{digest}.json"
     if cached.exists():
         data = json.loads(cached.read_text())
         return Artifact(name, data["abi"], bytes.fromhex(data["bytecode"]), digest)
-    path = CONTRACTS / f"{name}.vy"
-    out = compile_code(
-        path.read_text(),
-        contract_path=path.name,
-        input_bundle=FilesystemInputBundle([CONTRACTS]),
-        output_formats=["abi", "bytecode", "bytecode_runtime", "layout"],
-    )
+    out = _compile(name, buffers)
     bytecode = bytes.fromhex(out["bytecode"].removeprefix("0x"))
     runtime = bytes.fromhex(out["bytecode_runtime"].removeprefix("0x"))
     # immutables are appended to the deployed code: they count towards EIP-170
@@ -193,8 +218,8 @@ class Gas:
         return Gas(total, 16 * nonzero + 4 * zeros, 21_000 + 10 * (zeros + 4 * nonzero))
 
 
-def deploy_fri(sender: Sender) -> str:
-    art = compile_stark(FRI)
+def deploy_fri(sender: Sender, buffers: Buffers = DEFAULT_BUFFERS) -> str:
+    art = compile_stark(FRI, buffers)
     return sender.deploy(art.abi, art.bytecode)
 
 
@@ -216,13 +241,13 @@ def batch_parts() -> list[str]:
     return sorted(names, key=lambda n: int(n.rsplit("_t", 1)[1]))
 
 
-def deploy_batch_evaluator(sender: Sender) -> str:
+def deploy_batch_evaluator(sender: Sender, buffers: Buffers = DEFAULT_BUFFERS) -> str:
     """Deploy the transition parts, then the batch evaluator that calls them."""
     parts = []
     for name in batch_parts():
-        art = compile_stark(name)
+        art = compile_stark(name, buffers)
         parts.append(sender.deploy(art.abi, art.bytecode))
-    art = compile_stark(BATCH_EVALUATOR)
+    art = compile_stark(BATCH_EVALUATOR, buffers)
     return sender.deploy(art.abi, art.bytecode, parts)
 
 
@@ -231,10 +256,11 @@ def deploy_verifier(
     evaluator: str,
     fri: str | None = None,
     params: ProofParams = DEFAULT_PARAMS,
+    buffers: Buffers = DEFAULT_BUFFERS,
 ) -> StarkVerifier:
     """A verifier for `evaluator` (an IAirEvaluator address) accepting only `params`."""
-    fri = fri or deploy_fri(sender)
-    art = compile_stark(VERIFIER)
+    fri = fri or deploy_fri(sender, buffers)
+    art = compile_stark(VERIFIER, buffers)
     address = sender.deploy(
         art.abi,
         art.bytecode,
@@ -278,11 +304,12 @@ def evaluator_supports(markets: tuple[Market, ...]) -> bool:
 
 
 def deploy_batch_verifier(
-    sender: Sender, params: ProofParams = DEFAULT_PARAMS
+    sender: Sender, params: ProofParams = DEFAULT_PARAMS, buffers: Buffers = DEFAULT_BUFFERS
 ) -> tuple[str, StarkVerifier]:
     """The whole on-chain verifier of batch proofs: the batch evaluator and its parts, FRI,
-    the STARK verifier for `params` and stark_batch_verifier in front of them. Returns the
-    address to give the rollup and the STARK verifier behind it."""
-    stark = deploy_verifier(sender, deploy_batch_evaluator(sender), params=params)
-    art = compile_stark(BATCH_VERIFIER)
+    the STARK verifier for `params` and stark_batch_verifier in front of them, all built
+    for `buffers`. Returns the address to give the rollup and the STARK verifier behind it."""
+    evaluator = deploy_batch_evaluator(sender, buffers)
+    stark = deploy_verifier(sender, evaluator, params=params, buffers=buffers)
+    art = compile_stark(BATCH_VERIFIER, buffers)
     return sender.deploy(art.abi, art.bytecode, stark.address), stark
