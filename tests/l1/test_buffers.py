@@ -69,6 +69,10 @@ def test_deploy_command_refuses_bad_sizes_before_reaching_the_node(tmp_path: Pat
     args = ["deploy", "--rpc-url", "http://127.0.0.1:9", "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--max-statement-bytes", "100"])
     assert result.exit_code == 2 and "max statement bytes must be in" in result.output
+    # by default the sequencer's statement limit sizes the contracts (one knob in .env)
+    env = {"PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES": "2048"}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2 and "got 2,048" in result.output
     assert not out.exists()
 
 

@@ -375,7 +375,8 @@ def test_a_deployment_built_for_its_batches_takes_them_for_less_gas_and_no_more(
         lean = int(small.update_state(p.pi, p.packed)["gasUsed"])
         full = int(default.update_state(p.pi, p.packed)["gasUsed"])
         assert small.state_root() == default.state_root() == p.batch.diff.new_root
-        assert lean < full - 100_000, (lean, full)
+        assert lean < full - 500_000, (lean, full)  # measured: 0.69M less
+        print(f"\nupdate_state: {lean:,} gas on 8 KiB contracts, {full:,} on the defaults")
     assert sb.Proven.oversize(first, Buffers(4_096, 61_440)) == (
         f"statement {len(first.statement):,} B > stark_lib.MAX_PUBLIC 4,096"
     )

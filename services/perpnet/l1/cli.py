@@ -56,9 +56,10 @@ def deploy_command(
     ),
     max_statement_bytes: int = typer.Option(
         DEFAULT_BUFFERS.statement,
-        envvar="PERPNET_L1_MAX_STATEMENT_BYTES",
+        # the sequencer's limit by default: one knob in .env sizes both
+        envvar=["PERPNET_L1_MAX_STATEMENT_BYTES", "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES"],
         help="Longest batch statement the contracts take (a compile-time buffer: every "
-        "update pays memory for it); match PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES.",
+        "update pays memory for it); by default the sequencer's statement limit.",
     ),
     max_proof_bytes: int | None = typer.Option(
         None,
