@@ -61,6 +61,7 @@ async def _serve(settings: GatewaySettings) -> None:
         host=settings.bind_host,
         port=settings.http_port,
         log_config=None,  # keep the runtime's JSON logging
+        http="httptools",  # a dependency: the C parser, not h11's pure Python
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         ws_max_queue=settings.ws_queue,
     )

@@ -1,18 +1,22 @@
-"""Feeds the Redis streams TXLOG and BATCHES from the database, after each commit.
+"""Feeds the Redis streams TXLOG and BATCHES with what was committed, after each commit.
 
 The database is the source of truth and Redis only a fast feed, so the
-publisher never holds up an acknowledgement: it reads what was committed
-and XADDs it. It resumes from each stream's last entry (its seq or batch_id),
-so after a restart, a Redis outage or a failed pipeline nothing committed is
-missing from the streams; an entry may appear twice after a failure between
-XADD and its reply, so consumers key on seq and batch_id.
+publisher never holds up an acknowledgement. The sequencer hands it each
+commit's log entries and batch ids (`offer`), and it XADDs them from memory;
+it reads the database only to fill a gap: at start, until it has caught up
+with what was committed before, and after a Redis failure. It resumes from
+each stream's last entry (its seq or batch_id), so after a restart, a Redis
+outage or a failed pipeline nothing committed is missing from the streams; an
+entry may appear twice after a failure between XADD and its reply, so
+consumers key on seq and batch_id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -25,6 +29,12 @@ from perpnet.runtime.redis import Fields
 from perpnet.sequencer import metrics, store
 
 PAGE = 1_000
+RESYNC_S = 5.0
+"""After this long without a commit the database is read once more: a safety net, should a
+commit ever not be offered."""
+MAX_OFFERED = 20 * PAGE
+"""Entries held for publishing; past it (Redis down for long) they are dropped and the
+database read again once Redis is back."""
 
 
 async def wait_any(*events: asyncio.Event, timeout: float | None = None) -> None:
@@ -53,6 +63,26 @@ class Publisher:
         self.log = log
         self.next_seq: int | None = None  # unknown until read from the stream's tail
         self.next_batch = 0
+        # committed entries not yet published, in order: (seq, tx, batch_id) and batch ids
+        self._txs: deque[tuple[int, bytes, int]] = deque()
+        self._batches: deque[int] = deque()
+        # whether every committed entry past next_seq / next_batch is in memory: once a
+        # database read finds the end, every later commit is offered
+        self._txs_complete = False
+        self._batches_complete = False
+
+    def offer(self, txs: Sequence[tuple[int, bytes, int]], batch_ids: Sequence[int]) -> None:
+        """One commit's log entries (seq, tx, batch_id) and cut batches, in order."""
+        self._txs.extend(txs)
+        self._batches.extend(batch_ids)
+        if len(self._txs) > MAX_OFFERED or len(self._batches) > MAX_OFFERED:
+            self._forget()
+
+    def _forget(self) -> None:
+        """Drop what memory holds: the database is read from next_seq / next_batch again."""
+        self._txs.clear()
+        self._batches.clear()
+        self._txs_complete = self._batches_complete = False
 
     async def run(self) -> None:
         delay = 0.1
@@ -71,6 +101,7 @@ class Publisher:
                     self.log.warning("cannot publish to Redis; retrying", extra={"error": str(exc)})
                 failing = True
                 self.next_seq = None  # re-read the tails: a failed pipeline may have half-applied
+                self._forget()
                 await wait_any(self.stopping, timeout=delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -78,7 +109,9 @@ class Publisher:
                 self.log.info("publishing to Redis again", extra={"next_seq": self.next_seq})
             failing, delay = False, 0.1
             if not moved:
-                await wait_any(changed, self.stopping)
+                await wait_any(changed, self.stopping, timeout=RESYNC_S)
+                if not changed.is_set():  # quiet for a while: check the database once
+                    self._txs_complete = self._batches_complete = False
 
     async def _tail(self, stream: str, field: bytes) -> int:
         """The number in `field` of the stream's last entry (0 for txs, -1 for batches: none)."""
@@ -87,22 +120,47 @@ class Publisher:
             return int(last[0][1][field])
         return 0 if field == b"seq" else -1
 
+    async def _next_txs(self, next_seq: int) -> list[tuple[int, bytes, int]]:
+        """The entries from next_seq on: from memory when it holds them, else the database."""
+        offered = self._txs
+        while offered and offered[0][0] < next_seq:  # published from a database read
+            offered.popleft()
+        if offered and offered[0][0] == next_seq:
+            return [offered.popleft() for _ in range(min(PAGE, len(offered)))]
+        if self._txs_complete and not offered:
+            return []
+        rows = await self.db.run(partial(store.read_txs, from_seq=next_seq, limit=PAGE))
+        self._txs_complete = len(rows) < PAGE
+        return [(row.seq, row.tx, row.batch_id) for row in rows]
+
+    async def _next_batches(self) -> list[int]:
+        offered = self._batches
+        while offered and offered[0] < self.next_batch:
+            offered.popleft()
+        if offered and offered[0] == self.next_batch:
+            return [offered.popleft() for _ in range(min(PAGE, len(offered)))]
+        if self._batches_complete and not offered:
+            return []
+        ids = await self.db.run(partial(store.batch_ids, from_id=self.next_batch, limit=PAGE))
+        self._batches_complete = len(ids) < PAGE
+        return ids
+
     async def _publish_txs(self) -> bool:
         assert self.next_seq is not None
-        rows = await self.db.run(partial(store.read_txs, from_seq=self.next_seq, limit=PAGE))
+        rows = await self._next_txs(self.next_seq)
         if not rows:
             return False
         pipe = self.client.pipeline(transaction=False)
-        for row in rows:
-            fields: Fields = {"seq": row.seq, "tx": row.tx, "batch_id": row.batch_id}
+        for seq, tx, batch_id in rows:
+            fields: Fields = {"seq": seq, "tx": tx, "batch_id": batch_id}
             pipe.xadd(topics.TXLOG, dict(fields), maxlen=topics.TXLOG_MAXLEN, approximate=True)
         await pipe.execute()
-        self.next_seq = rows[-1].seq + 1
-        metrics.PUBLISHED_SEQ.set(rows[-1].seq)
+        self.next_seq = rows[-1][0] + 1
+        metrics.PUBLISHED_SEQ.set(rows[-1][0])
         return True
 
     async def _publish_batches(self) -> bool:
-        ids = await self.db.run(partial(store.batch_ids, from_id=self.next_batch, limit=PAGE))
+        ids = await self._next_batches()
         if not ids:
             return False
         pipe = self.client.pipeline(transaction=False)

@@ -116,6 +116,7 @@ class Sequencer(Service[SequencerSettings]):
         # readers only ever see durable state.
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()  # set (and replaced) after every commit
+        self.publisher: Publisher | None = None  # fed each commit once running
         self._interval_s = settings.batch_interval_ms / 1000
         # Cut once the statement could not take one more transaction of the largest kind.
         self._statement_cut = settings.batch_max_statement_bytes - statement_growth_bound(
@@ -141,6 +142,7 @@ class Sequencer(Service[SequencerSettings]):
         client = connect(self.settings.redis_url)
         self.resources.push_async_callback(client.aclose)
         publisher = Publisher(self.db, client, lambda: self._changed, self.stopping, self.log)
+        self.publisher = publisher
         for work in (self._write_loop(), publisher.run()):
             self._spawn(work)
 
@@ -315,7 +317,7 @@ class Sequencer(Service[SequencerSettings]):
         for p, outcome in zip(group, outcomes, strict=True):
             p.resolve(outcome)
             metrics.TXS.labels(_kind(p.tx), _label(outcome)).inc()
-        self._committed(cuts)
+        self._committed(cuts, [(r["seq"], r["tx"], r["batch_id"]) for r in rows])
 
     async def _cut_on_time(self) -> None:
         if not len(self.builder) and not self.settings.cut_empty_batches:
@@ -324,7 +326,7 @@ class Sequencer(Service[SequencerSettings]):
         async with self._lock:
             cut = self._cut(self.last_seq, "interval")
             await self._database().run(partial(store.write, rows=(), batches=[cut.record]))
-        self._committed([cut])
+        self._committed([cut], [])
 
     def _statement_full(self) -> bool:
         """The open batch's statement could not take one more transaction of any kind."""
@@ -344,8 +346,8 @@ class Sequencer(Service[SequencerSettings]):
         self._deadline = now + self._interval_s
         return _Cut(record, txs, reason)
 
-    def _committed(self, cuts: list[_Cut]) -> None:
-        """After a commit: metrics, and wake the followers."""
+    def _committed(self, cuts: list[_Cut], entries: list[tuple[int, bytes, int]]) -> None:
+        """After a commit: metrics, hand what it wrote to the publisher, wake the followers."""
         now = time.monotonic()
         for record, txs, reason in cuts:
             metrics.CUTS.labels(reason).inc()
@@ -357,6 +359,8 @@ class Sequencer(Service[SequencerSettings]):
             self.log.debug("batch cut", extra={"batch_id": record.id, "txs": txs})
         metrics.LAST_SEQ.set(self.last_seq)
         metrics.OPEN_BATCH_TXS.set(len(self.builder))
+        if self.publisher is not None:
+            self.publisher.offer(entries, [cut.record.id for cut in cuts])
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         if self.checkpoints is not None:

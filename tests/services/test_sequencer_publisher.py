@@ -1,0 +1,164 @@
+"""The publisher feeds TXLOG and BATCHES with every committed entry, in order: what was
+committed before it started from the database, each later commit from memory (no
+database read per commit), and after a failed pipeline everything again from the
+database, with nothing missing. Real SQLite and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from perpnet.runtime import topics
+from perpnet.runtime.db import Database
+from perpnet.runtime.models import BatchRecord, BatchStatus
+from perpnet.runtime.redis import connect
+from perpnet.sequencer import store
+from perpnet.sequencer.publisher import Publisher
+
+T = TypeVar("T")
+
+
+class _Counting(Database):
+    """The database, counting the reads the publisher makes."""
+
+    reads = 0
+
+    async def run(self, work: Callable[[Any], T]) -> T:
+        name = getattr(getattr(work, "func", None), "__name__", "")
+        if name in ("read_txs", "batch_ids"):
+            self.reads += 1
+        return await super().run(work)
+
+
+class _Log:
+    """Commits entries the way the sequencer does: write, then offer, then wake."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seq = 0
+        self.batch = 0
+        self.event = asyncio.Event()
+        self.publisher: Publisher | None = None
+
+    async def commit(self, txs: int, cut: bool = False) -> None:
+        rows = [
+            {"seq": s, "tx_hash": s.to_bytes(32, "big"), "tx": b"tx%d" % s, "batch_id": self.batch,
+             "received_ms": 0, "applied_ms": 0}
+            for s in range(self.seq + 1, self.seq + txs + 1)
+        ]  # fmt: skip
+        batches = []
+        if cut:
+            record = BatchRecord(
+                id=self.batch, old_root=bytes(32), new_root=bytes(32), first_seq=1,
+                last_seq=self.seq + txs, public_inputs=b"", state_diff=b"",
+            )  # fmt: skip
+            record.advance(BatchStatus.SEQUENCED, 0)
+            batches.append(record)
+        await self.db.run(partial(store.write, rows=rows, batches=batches))
+        self.seq += txs
+        if self.publisher is not None:
+            self.publisher.offer([(r["seq"], r["tx"], r["batch_id"]) for r in rows],
+                                 [b.id for b in batches])  # fmt: skip
+        self.batch += cut
+        event, self.event = self.event, asyncio.Event()
+        event.set()
+
+
+async def _streams(client: Any) -> tuple[list[int], list[int]]:
+    txs = [int(f[b"seq"]) for _, f in await client.xrange(topics.TXLOG)]
+    batches = [int(f[b"batch_id"]) for _, f in await client.xrange(topics.BATCHES)]
+    return txs, batches
+
+
+async def _until(client: Any, seqs: int, batches: int) -> tuple[list[int], list[int]]:
+    for _ in range(500):
+        got = await _streams(client)
+        if len(got[0]) >= seqs and len(got[1]) >= batches:
+            return got
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"streams stuck at {await _streams(client)}")
+
+
+def test_commits_are_published_in_order_from_memory(tmp_path: Path, redis_url: str) -> None:
+    asyncio.run(_from_memory(tmp_path, redis_url))
+
+
+async def _from_memory(tmp_path: Path, redis_url: str) -> None:
+    db = _Counting(f"sqlite:///{tmp_path / 'seq.db'}")
+    await db.upgrade()
+    log = _Log(db)
+    for i in range(5):  # committed before the publisher runs: read from the database
+        await log.commit(3, cut=i % 2 == 1)
+    client = connect(redis_url)
+    stopping = asyncio.Event()
+    publisher = Publisher(db, client, lambda: log.event, stopping, logging.getLogger("t"))
+    log.publisher = publisher
+    task = asyncio.ensure_future(publisher.run())
+    try:
+        assert await _until(client, 15, 2) == (list(range(1, 16)), [0, 1])
+        reads = db.reads
+        for i in range(40):
+            await log.commit(2, cut=i % 10 == 9)
+            if i % 3 == 0:
+                await asyncio.sleep(0)  # the publisher sometimes runs between commits
+        txs, batches = await _until(client, 95, 6)
+        assert txs == list(range(1, 96)) and batches == list(range(6))
+        assert db.reads == reads  # 40 commits, no database read
+    finally:
+        stopping.set()
+        await task
+        await client.aclose()
+        db.close()
+
+
+def test_a_failed_pipeline_loses_nothing(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(_failed_pipeline(tmp_path, redis_url, monkeypatch))
+
+
+async def _failed_pipeline(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = _Counting(f"sqlite:///{tmp_path / 'seq.db'}")
+    await db.upgrade()
+    log = _Log(db)
+    client = connect(redis_url)
+    stopping = asyncio.Event()
+    publisher = Publisher(db, client, lambda: log.event, stopping, logging.getLogger("t"))
+    log.publisher = publisher
+    task = asyncio.ensure_future(publisher.run())
+    try:
+        await log.commit(4, cut=True)
+        await _until(client, 4, 1)
+        real = client.pipeline
+        failures = [1]
+
+        def flaky(*args: Any, **kwargs: Any) -> Any:
+            pipe = real(*args, **kwargs)
+            if failures:
+                failures.pop()
+
+                async def fail() -> None:
+                    raise RedisConnectionError("injected")
+
+                pipe.execute = fail
+            return pipe
+
+        monkeypatch.setattr(client, "pipeline", flaky)
+        reads = db.reads
+        await log.commit(3)  # its entries are taken from memory, then the pipeline fails
+        await log.commit(2, cut=True)
+        txs, batches = await _until(client, 9, 2)
+        assert not failures and db.reads > reads  # it failed once, then read the database
+        assert txs == list(range(1, 10)) and batches == [0, 1]
+    finally:
+        stopping.set()
+        await task
+        await client.aclose()
+        db.close()
