@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,22 +87,37 @@ async def _until(client: Any, seqs: int, batches: int) -> tuple[list[int], list[
     raise AssertionError(f"streams stuck at {await _streams(client)}")
 
 
+@asynccontextmanager
+async def _publishing(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[_Counting, _Log, Any]]:
+    """A database, the log that commits to it and a running publisher fed by it."""
+    db = _Counting(f"sqlite:///{tmp_path / 'seq.db'}")
+    await db.upgrade()
+    log = _Log(db)
+    client = connect(redis_url)
+    stopping = asyncio.Event()
+    log.publisher = Publisher(db, client, lambda: log.event, stopping, logging.getLogger("t"))
+    task = asyncio.ensure_future(log.publisher.run())
+    try:
+        yield db, log, client
+    finally:
+        stopping.set()
+        await task
+        await client.aclose()
+        db.close()
+
+
 def test_commits_are_published_in_order_from_memory(tmp_path: Path, redis_url: str) -> None:
     asyncio.run(_from_memory(tmp_path, redis_url))
 
 
 async def _from_memory(tmp_path: Path, redis_url: str) -> None:
-    db = _Counting(f"sqlite:///{tmp_path / 'seq.db'}")
-    await db.upgrade()
-    log = _Log(db)
+    early = _Log(_Counting(f"sqlite:///{tmp_path / 'seq.db'}"))
+    await early.db.upgrade()
     for i in range(5):  # committed before the publisher runs: read from the database
-        await log.commit(3, cut=i % 2 == 1)
-    client = connect(redis_url)
-    stopping = asyncio.Event()
-    publisher = Publisher(db, client, lambda: log.event, stopping, logging.getLogger("t"))
-    log.publisher = publisher
-    task = asyncio.ensure_future(publisher.run())
-    try:
+        await early.commit(3, cut=i % 2 == 1)
+    early.db.close()
+    async with _publishing(tmp_path, redis_url) as (db, log, client):
+        log.seq, log.batch = early.seq, early.batch
         assert await _until(client, 15, 2) == (list(range(1, 16)), [0, 1])
         reads = db.reads
         for i in range(40):
@@ -111,11 +127,6 @@ async def _from_memory(tmp_path: Path, redis_url: str) -> None:
         txs, batches = await _until(client, 95, 6)
         assert txs == list(range(1, 96)) and batches == list(range(6))
         assert db.reads == reads  # 40 commits, no database read
-    finally:
-        stopping.set()
-        await task
-        await client.aclose()
-        db.close()
 
 
 def test_a_failed_pipeline_loses_nothing(
@@ -125,15 +136,7 @@ def test_a_failed_pipeline_loses_nothing(
 
 
 async def _failed_pipeline(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = _Counting(f"sqlite:///{tmp_path / 'seq.db'}")
-    await db.upgrade()
-    log = _Log(db)
-    client = connect(redis_url)
-    stopping = asyncio.Event()
-    publisher = Publisher(db, client, lambda: log.event, stopping, logging.getLogger("t"))
-    log.publisher = publisher
-    task = asyncio.ensure_future(publisher.run())
-    try:
+    async with _publishing(tmp_path, redis_url) as (db, log, client):
         await log.commit(4, cut=True)
         await _until(client, 4, 1)
         real = client.pipeline
@@ -157,8 +160,3 @@ async def _failed_pipeline(tmp_path: Path, redis_url: str, monkeypatch: pytest.M
         txs, batches = await _until(client, 9, 2)
         assert not failures and db.reads > reads  # it failed once, then read the database
         assert txs == list(range(1, 10)) and batches == [0, 1]
-    finally:
-        stopping.set()
-        await task
-        await client.aclose()
-        db.close()
