@@ -7,25 +7,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import vyper  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
+from perpnet.core.crypto import keccak
 from perpnet.devnet.plan import Plan
-from perpnet.devnet.supervisor import STATEMENT_LIMIT, DevnetError, _deploy
+from perpnet.devnet.supervisor import DevnetError, _deploy
 from perpnet.l1 import stark_bench as sb
+from perpnet.l1 import stark_verifier as sv
 from perpnet.l1.cli import app
-from perpnet.l1.compile import CONTRACTS, DEFAULT_BUFFERS, Buffers
+from perpnet.l1.compile import ANY_PROOF_ROOM, CONTRACTS, DEFAULT_BUFFERS, Buffers, source_hash
+
+STATEMENT_LIMIT = "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES"
 
 
-def test_the_defaults_are_the_committed_sources() -> None:
-    assert DEFAULT_BUFFERS.statement == sb.MAX_PUBLIC
-    assert DEFAULT_BUFFERS.packed == sb.MAX_PROOF
-    for name in ("stark_lib", "stark_batch_verifier", "rollup", "fact_registry"):
-        assert DEFAULT_BUFFERS.source(name) == (CONTRACTS / f"{name}.vy").read_text()
+def test_the_defaults_are_the_committed_sources_and_keep_their_cache_keys() -> None:
+    assert DEFAULT_BUFFERS.statement == sb.MAX_PUBLIC == sb._constant("stark_lib", "MAX_PUBLIC")
+    assert DEFAULT_BUFFERS.packed == sb._constant("stark_batch_verifier", "MAX_PACKED")
+    assert DEFAULT_BUFFERS.packed == sb._constant("fact_registry", "MAX_PROOF")
+    assert DEFAULT_BUFFERS.packed + 100 == sb._constant("rollup", "MAX_PROOF")
+    # the keys artifacts were cached under before buffers were a choice
+    old = keccak(vyper.__version__.encode() + b"\0" + (CONTRACTS / "rollup.vy").read_bytes())
+    assert source_hash("rollup") == old.hex()
+    other = Buffers.for_statement(65_536)
+    assert source_hash("rollup", other) != source_hash("rollup")
+    for name in (sv.VERIFIER, sv.BATCH_VERIFIER, sv.FRI):
+        assert sv._sources_hash(name, other) != sv._sources_hash(name)
 
 
 def test_other_sizes_rewrite_every_buffer_constant_and_nothing_else() -> None:
     big = Buffers.for_statement(409_600)
-    assert big.packed == 409_600 + DEFAULT_BUFFERS.proof_room
+    assert big.packed == 409_600 + ANY_PROOF_ROOM  # past the default: any proof fits
+    assert Buffers.for_statement(65_536).proof_room == DEFAULT_BUFFERS.proof_room
+    assert Buffers.for_statement(DEFAULT_BUFFERS.statement) == DEFAULT_BUFFERS
     expected = {
         "stark_lib": "MAX_PUBLIC: constant(uint256) = 409_600",
         "stark_batch_verifier": f"MAX_PACKED: public(constant(uint256)) = {big.packed:_}",
@@ -52,15 +66,17 @@ def test_a_batch_gets_the_defaults_if_they_take_it_else_sizes_rounded_up() -> No
 @pytest.mark.parametrize(
     ("statement", "packed", "message"),
     [
-        (1_000, None, "max statement bytes must be in"),
-        (Buffers.MAX_STATEMENT + 1, None, "max statement bytes must be in"),
+        (1_000, 100_000, "max statement bytes must be in"),
+        (Buffers.MAX_STATEMENT + 1, Buffers.MAX_PACKED, "max statement bytes must be in"),
         (100_000, 100_000, "max packed proof bytes must be in"),
         (100_000, Buffers.MAX_PACKED + 1, "max packed proof bytes must be in"),
     ],
 )
-def test_bad_sizes_are_refused(statement: int, packed: int | None, message: str) -> None:
+def test_bad_sizes_are_refused(statement: int, packed: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Buffers.for_statement(statement, packed)
+        Buffers(statement, packed)
+    with pytest.raises(ValueError, match="max statement bytes must be in"):
+        Buffers.for_statement(Buffers.MAX_STATEMENT + 1)
 
 
 def test_deploy_command_refuses_bad_sizes_before_reaching_the_node(tmp_path: Path) -> None:

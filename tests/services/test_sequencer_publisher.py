@@ -20,6 +20,7 @@ from perpnet.runtime import topics
 from perpnet.runtime.db import Database
 from perpnet.runtime.models import BatchRecord, BatchStatus
 from perpnet.runtime.redis import connect
+from perpnet.sequencer import publisher as publisher_module
 from perpnet.sequencer import store
 from perpnet.sequencer.publisher import Publisher
 
@@ -78,8 +79,10 @@ async def _streams(client: Any) -> tuple[list[int], list[int]]:
     return txs, batches
 
 
-async def _until(client: Any, seqs: int, batches: int) -> tuple[list[int], list[int]]:
-    for _ in range(500):
+async def _until(
+    client: Any, seqs: int, batches: int, seconds: float = 5.0
+) -> tuple[list[int], list[int]]:
+    for _ in range(int(seconds * 100)):
         got = await _streams(client)
         if len(got[0]) >= seqs and len(got[1]) >= batches:
             return got
@@ -155,8 +158,44 @@ async def _failed_pipeline(tmp_path: Path, redis_url: str, monkeypatch: pytest.M
 
         monkeypatch.setattr(client, "pipeline", flaky)
         reads = db.reads
-        await log.commit(3)  # its entries are taken from memory, then the pipeline fails
-        await log.commit(2, cut=True)
-        txs, batches = await _until(client, 9, 2)
+        await log.commit(3)
+        await log.commit(2, cut=True)  # taken from memory, then the pipeline fails: the last
+        txs, batches = await _until(client, 9, 2, seconds=3.0)  # well before a resync
         assert not failures and db.reads > reads  # it failed once, then read the database
         assert txs == list(range(1, 10)) and batches == [0, 1]
+
+
+def test_a_commit_never_offered_is_published(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose outcome the sequencer does not know may have committed without an
+    offer: resync() publishes it at once, and the periodic database check publishes it
+    even while other wake-ups keep coming."""
+    asyncio.run(_never_offered(tmp_path, redis_url, monkeypatch))
+
+
+async def _never_offered(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with _publishing(tmp_path, redis_url) as (_, log, client):
+        await log.commit(2)
+        await _until(client, 2, 0)
+        publisher, log.publisher = log.publisher, None
+        assert publisher is not None
+        publisher.resync()
+        await asyncio.sleep(0.1)  # it has read the database to its end: caught up
+        await log.commit(3, cut=True)  # committed, not offered
+        await asyncio.sleep(0.2)
+        assert await _streams(client) == ([1, 2], [])  # memory says there is nothing new
+        publisher.resync()
+        assert await _until(client, 5, 1, seconds=3.0) == ([1, 2, 3, 4, 5], [0])
+
+        monkeypatch.setattr(publisher_module, "RESYNC_S", 0.3)
+        publisher.resync()  # the next periodic check in 0.3 s
+        await asyncio.sleep(0.1)  # it has read the database: caught up
+        await log.commit(2)  # committed, not offered; then wake-ups with nothing new
+        for _ in range(100):
+            if len((await _streams(client))[0]) == 7:
+                break
+            log.event.set()
+            log.event = asyncio.Event()
+            await asyncio.sleep(0.02)
+        assert (await _streams(client))[0] == list(range(1, 8))

@@ -132,18 +132,19 @@ def _deploy(plan: Plan) -> None:
     from web3 import Web3
 
     from perpnet.l1.client import Sender
-    from perpnet.l1.compile import DEFAULT_BUFFERS, Buffers
+    from perpnet.l1.compile import DEFAULT_BUFFERS, STATEMENT_LIMIT_VARIABLES, Buffers
     from perpnet.l1.deploy import TESTNET_GRACE_PERIOD_S, deploy
 
     w3 = Web3(Web3.HTTPProvider(plan.rpc_url))
     sender = Sender(w3, key=bytes.fromhex(DEV_KEY[2:]))
     grace = TESTNET_GRACE_PERIOD_S if plan.grace_period_s is None else plan.grace_period_s
     # the contracts take the statements the sequencer may cut: one knob for both
-    limit = {**os.environ, **plan.extra_env}.get(STATEMENT_LIMIT)
+    env = {**os.environ, **plan.extra_env}
+    found = [(name, env[name]) for name in STATEMENT_LIMIT_VARIABLES if name in env][:1]
     try:
-        buffers = DEFAULT_BUFFERS if limit is None else Buffers.for_statement(int(limit))
+        buffers = Buffers.for_statement(int(found[0][1])) if found else DEFAULT_BUFFERS
     except ValueError as exc:
-        raise DevnetError(f"{STATEMENT_LIMIT}={limit}: {exc}") from exc
+        raise DevnetError(f"{found[0][0]}={found[0][1]}: {exc}") from exc
     deploy(
         w3,
         sender,
@@ -152,9 +153,6 @@ def _deploy(plan: Plan) -> None:
         grace_period=grace,
         buffers=buffers,
     )
-
-
-STATEMENT_LIMIT = "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES"
 
 
 def _wait_healthy(plan: Plan, started: list[Started], report: Report, timeout_s: float) -> None:

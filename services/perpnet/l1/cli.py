@@ -12,7 +12,7 @@ from web3 import Web3
 
 from perpnet.l1.anvil import DEV_KEY, Anvil
 from perpnet.l1.client import Sender
-from perpnet.l1.compile import DEFAULT_BUFFERS, Buffers
+from perpnet.l1.compile import DEFAULT_BUFFERS, STATEMENT_LIMIT_VARIABLES, Buffers
 from perpnet.l1.deploy import (
     DEFAULT_PATH,
     TESTNET_GRACE_PERIOD_S,
@@ -57,15 +57,9 @@ def deploy_command(
     max_statement_bytes: int = typer.Option(
         DEFAULT_BUFFERS.statement,
         # the sequencer's limit by default: one knob in .env sizes both
-        envvar=["PERPNET_L1_MAX_STATEMENT_BYTES", "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES"],
+        envvar=list(STATEMENT_LIMIT_VARIABLES),
         help="Longest batch statement the contracts take (a compile-time buffer: every "
         "update pays memory for it); by default the sequencer's statement limit.",
-    ),
-    max_proof_bytes: int | None = typer.Option(
-        None,
-        envvar="PERPNET_L1_MAX_PROOF_BYTES",
-        help="Longest packed proof (statement and STARK) update_state takes "
-        f"(default: the statement's limit + {DEFAULT_BUFFERS.proof_room:,}).",
     ),
 ) -> None:
     """Compile, deploy token + verifier + rollup, and write the deployment file (idempotent).
@@ -74,7 +68,7 @@ def deploy_command(
     dev account, which only a devnode knows.
     """
     try:
-        buffers = Buffers.for_statement(max_statement_bytes, max_proof_bytes)
+        buffers = Buffers.for_statement(max_statement_bytes)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--max-statement-bytes") from exc
     node: Anvil | None = None

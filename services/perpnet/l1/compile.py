@@ -25,6 +25,18 @@ NAMES = ("collateral_token", "fact_registry", "rollup")
 _KiB = 1024
 
 
+STATEMENT_LIMIT_VARIABLES = (
+    "PERPNET_L1_MAX_STATEMENT_BYTES",
+    "PERPNET_SEQUENCER_BATCH_MAX_STATEMENT_BYTES",
+)
+"""Where a deployment's statement limit comes from, first set first: by default the
+sequencer's, so that one variable sizes both."""
+
+ANY_PROOF_ROOM = 200_000 + 256
+"""stark_lib.MAX_PROOF, the longest STARK proof the verifier takes, and verify_proof's ABI
+heads and padding around the two byte strings."""
+
+
 def _round_up(n: int, unit: int = 32 * _KiB) -> int:
     return -(-n // unit) * unit
 
@@ -59,10 +71,15 @@ class Buffers:
             )
 
     @classmethod
-    def for_statement(cls, statement: int, packed: int | None = None) -> Buffers:
-        """Sized for statements of up to `statement` bytes; the packed proof by default
-        leaves the STARK the room the defaults leave it (`proof_room`)."""
-        return cls(statement, packed or statement + cls().proof_room)
+    def for_statement(cls, statement: int) -> Buffers:
+        """Sized for statements of up to `statement` bytes, with room for the STARK: as the
+        defaults leave it (proofs of traces up to 16,384 rows, which no batch whose
+        statement fits the default takes) up to the default statement, else room for any
+        proof the on-chain verifier takes (stark_lib.MAX_PROOF and the call's heads)."""
+        default = cls()
+        if statement <= default.statement:
+            return cls(statement, statement + default.proof_room)
+        return cls(statement, statement + ANY_PROOF_ROOM)
 
     @property
     def proof_room(self) -> int:
@@ -90,7 +107,7 @@ class Buffers:
 
     def source(self, name: str) -> str:
         """A contract's source with these buffer sizes (the file itself for the defaults)."""
-        text = (CONTRACTS / f"{name}.vy").read_text()
+        text = (CONTRACTS / f"{name}.vy").read_text(encoding="utf-8")
         if self == DEFAULT_BUFFERS:
             return text
         for constant, value in self.constants(name).items():

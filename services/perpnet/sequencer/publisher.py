@@ -4,7 +4,8 @@ The database is the source of truth and Redis only a fast feed, so the
 publisher never holds up an acknowledgement. The sequencer hands it each
 commit's log entries and batch ids (`offer`), and it XADDs them from memory;
 it reads the database only to fill a gap: at start, until it has caught up
-with what was committed before, and after a Redis failure. It resumes from
+with what was committed before, after a Redis failure or a write whose outcome
+is unknown, and once every RESYNC_S seconds as a safety net. It resumes from
 each stream's last entry (its seq or batch_id), so after a restart, a Redis
 outage or a failed pipeline nothing committed is missing from the streams; an
 entry may appear twice after a failure between XADD and its reply, so
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -22,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from perpnet.runtime import topics
 from perpnet.runtime.db import Database
@@ -30,8 +33,8 @@ from perpnet.sequencer import metrics, store
 
 PAGE = 1_000
 RESYNC_S = 5.0
-"""After this long without a commit the database is read once more: a safety net, should a
-commit ever not be offered."""
+"""The database is read once every this many seconds whatever memory holds: a safety net,
+should a commit ever not be offered."""
 MAX_OFFERED = 20 * PAGE
 """Entries held for publishing; past it (Redis down for long) they are dropped and the
 database read again once Redis is back."""
@@ -70,48 +73,57 @@ class Publisher:
         # database read finds the end, every later commit is offered
         self._txs_complete = False
         self._batches_complete = False
+        self._resync_at = time.monotonic() + RESYNC_S
+        self._generation = 0
+        self._poke = asyncio.Event()  # set by resync: publish without waiting for a commit
 
     def offer(self, txs: Sequence[tuple[int, bytes, int]], batch_ids: Sequence[int]) -> None:
         """One commit's log entries (seq, tx, batch_id) and cut batches, in order."""
         self._txs.extend(txs)
         self._batches.extend(batch_ids)
         if len(self._txs) > MAX_OFFERED or len(self._batches) > MAX_OFFERED:
-            self._forget()
+            self.resync()
 
-    def _forget(self) -> None:
-        """Drop what memory holds: the database is read from next_seq / next_batch again."""
+    def resync(self) -> None:
+        """Read the database from next_seq / next_batch again, dropping what memory holds:
+        after a write whose outcome is unknown (it may have committed without an offer),
+        a failed pipeline, and every RESYNC_S seconds in any case."""
         self._txs.clear()
         self._batches.clear()
         self._txs_complete = self._batches_complete = False
+        self._resync_at = time.monotonic() + RESYNC_S
+        self._generation += 1  # a read in flight now does not mark anything complete
+        self._poke.set()
 
     async def run(self) -> None:
         delay = 0.1
         failing = False
         while not self.stopping.is_set():
             changed = self.changed()
+            self._poke.clear()
             try:
                 if self.next_seq is None:
                     self.next_seq = await self._tail(topics.TXLOG, b"seq") + 1
                     self.next_batch = await self._tail(topics.BATCHES, b"batch_id") + 1
                 moved = await self._publish_txs()
                 moved = await self._publish_batches() or moved
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, SQLAlchemyError) as exc:
                 metrics.PUBLISH_ERRORS.inc()
                 if not failing:
-                    self.log.warning("cannot publish to Redis; retrying", extra={"error": str(exc)})
+                    self.log.warning("cannot publish; retrying", extra={"error": str(exc)})
                 failing = True
                 self.next_seq = None  # re-read the tails: a failed pipeline may have half-applied
-                self._forget()
+                self.resync()
                 await wait_any(self.stopping, timeout=delay)
                 delay = min(delay * 2, 5.0)
                 continue
             if failing:
                 self.log.info("publishing to Redis again", extra={"next_seq": self.next_seq})
             failing, delay = False, 0.1
-            if not moved:
-                await wait_any(changed, self.stopping, timeout=RESYNC_S)
-                if not changed.is_set():  # quiet for a while: check the database once
-                    self._txs_complete = self._batches_complete = False
+            if time.monotonic() >= self._resync_at:  # the safety net: check the database
+                self.resync()
+            elif not moved:
+                await wait_any(changed, self._poke, self.stopping, timeout=RESYNC_S)
 
     async def _tail(self, stream: str, field: bytes) -> int:
         """The number in `field` of the stream's last entry (0 for txs, -1 for batches: none)."""
@@ -129,8 +141,9 @@ class Publisher:
             return [offered.popleft() for _ in range(min(PAGE, len(offered)))]
         if self._txs_complete and not offered:
             return []
+        generation = self._generation
         rows = await self.db.run(partial(store.read_txs, from_seq=next_seq, limit=PAGE))
-        self._txs_complete = len(rows) < PAGE
+        self._txs_complete = len(rows) < PAGE and generation == self._generation
         return [(row.seq, row.tx, row.batch_id) for row in rows]
 
     async def _next_batches(self) -> list[int]:
@@ -141,8 +154,9 @@ class Publisher:
             return [offered.popleft() for _ in range(min(PAGE, len(offered)))]
         if self._batches_complete and not offered:
             return []
+        generation = self._generation
         ids = await self.db.run(partial(store.batch_ids, from_id=self.next_batch, limit=PAGE))
-        self._batches_complete = len(ids) < PAGE
+        self._batches_complete = len(ids) < PAGE and generation == self._generation
         return ids
 
     async def _publish_txs(self) -> bool:

@@ -250,6 +250,8 @@ class Sequencer(Service[SequencerSettings]):
             for pending in group:
                 pending.resolve(WriteFailedError())
             await self._rebuild()
+            if self.publisher is not None:  # the write may have committed: never offered
+                self.publisher.resync()
 
     async def _rebuild(self) -> None:
         delay = 0.2
