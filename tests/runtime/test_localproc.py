@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from perpnet.runtime.localproc import LocalProcessError, free_port, spawn, wait_for_port
+from perpnet.devnet.plan import Plan
+from perpnet.runtime.localproc import (
+    LocalProcessError,
+    free_port,
+    free_ports,
+    spawn,
+    wait_for_port,
+)
 
 
 def test_a_process_that_dies_at_start_fails_fast_with_its_log(tmp_path: Path) -> None:
@@ -22,3 +29,14 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     with spawn("sleeper", [sys.executable, "-c", child], tmp_path / "sleeper.log") as process:
         assert process.alive()
     assert not process.alive() and process.popen.returncode != 0
+
+
+def test_ports_chosen_together_are_distinct_and_a_devnet_plan_shares_none() -> None:
+    """bind(0) starts at a random offset, so ports chosen one at a time repeat now and then
+    (a devnet test once lost its bridge to the sequencer's port); chosen together, never."""
+    ports = free_ports(300)
+    assert len(set(ports)) == 300
+    plan = Plan.on_free_ports(Path("/nonexistent"), provers=3)
+    used = [plan.redis_port, plan.anvil_port, plan.gateway_port]
+    used += [*plan.grpc_ports.values(), *plan.metrics_ports.values()]
+    assert len(used) == len(set(used)) > 20

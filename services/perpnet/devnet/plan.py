@@ -11,7 +11,7 @@ from typing import Any
 from perpnet.core.crypto import PrivateKey
 from perpnet.core.typed_data import ANVIL_CHAIN_ID
 from perpnet.runtime.config import GRPC_PORTS, METRICS_PORTS
-from perpnet.runtime.localproc import free_port
+from perpnet.runtime.localproc import free_ports
 
 # start order: the sequencer first (everyone submits to it), the gateway last
 SERVICES = ("sequencer", "oracle", "margin", "matcher", "prover", "bridge", "gateway")
@@ -48,14 +48,16 @@ class Plan:
     def on_free_ports(cls, directory: Path, provers: int = 1, **knobs: Any) -> Plan:
         """A plan whose every port was free a moment ago (tests beside other stacks)."""
         services = [*GRPC_PORTS, *(f"prover-{i}" for i in range(provers))]
-        grpc_ports = {name: free_port() for name in services}
-        metrics_ports = {name: free_port() for name in [*METRICS_PORTS, *services]}
+        metered = [*METRICS_PORTS, *services]
+        ports = iter(free_ports(len(services) + len(metered) + 3))  # all distinct
+        grpc_ports = {name: next(ports) for name in services}
+        metrics_ports = {name: next(ports) for name in metered}
         return cls(
             directory,
             provers=provers,
-            redis_port=free_port(),
-            anvil_port=free_port(),
-            gateway_port=free_port(),
+            redis_port=next(ports),
+            anvil_port=next(ports),
+            gateway_port=next(ports),
             grpc_ports=grpc_ports,
             metrics_ports=metrics_ports,
             **knobs,

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from perpnet.runtime.localproc import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 INSTALL_HINT = "npm install --prefix .tools @foundry-rs/anvil"
@@ -56,12 +57,6 @@ def find_anvil() -> str:
         f"anvil not found (PERPNET_ANVIL, PATH, {local}); install it with `{INSTALL_HINT}` "
         "in the repository (scripts/test.sh does this)"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rpc(url: str, method: str, params: list[object] | None = None, timeout: float = 5.0) -> object:

@@ -6,6 +6,7 @@ never touch a system-wide service, and a test run leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,12 +24,21 @@ class LocalProcessError(RuntimeError):
     """A helper process could not be started or did not come up."""
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that were free a moment ago (another process may still race
+    us). All are held open while choosing: bind(0) starts at a random offset, so ports
+    chosen one after another may repeat, and a stack of some thirty would share one in
+    about one plan in seventy."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (the OS picks it; another process may still race us)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1, host)[0]
 
 
 @dataclass
