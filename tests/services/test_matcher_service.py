@@ -28,7 +28,7 @@ from perpnet.proto.v1 import sequencer_pb2 as spb
 from perpnet.proto.v1 import sequencer_pb2_grpc as spb_grpc
 from perpnet.runtime.channels import is_serving, open_channel
 from perpnet.runtime.grpc_server import Service, serve
-from perpnet.runtime.localproc import free_port
+from perpnet.runtime.localproc import free_ports
 from perpnet.sequencer.service import Sequencer
 from perpnet.sequencer.settings import SequencerSettings
 from perpnet.testkit import Desk, trader
@@ -45,8 +45,9 @@ MAKER, TAKER, POOR = trader("svc-maker"), trader("svc-taker"), trader("svc-poor"
 def stack_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
     """One environment for the three services: the testkit's exchange, ports known up front."""
     env = {**os.environ, **sequencer_env(tmp_path / "sequencer.db", redis_url)}
-    for name in ("sequencer", "margin", "matcher"):
-        env[f"PERPNET_{name.upper()}_GRPC_PORT"] = str(free_port())
+    names = ("sequencer", "margin", "matcher")
+    for name, port in zip(names, free_ports(len(names)), strict=True):  # distinct
+        env[f"PERPNET_{name.upper()}_GRPC_PORT"] = str(port)
     env["PERPNET_MATCHER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'matcher.db'}"
     env["PERPNET_SEQUENCER_BATCH_INTERVAL_MS"] = "200"
     env.update(extra)
