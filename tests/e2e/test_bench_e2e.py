@@ -43,7 +43,7 @@ def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_back
     backlog = figures["prover_backlog_batches"]
     assert backlog["samples"] and backlog["max"] is not None
     assert backlog["drain_s"] is not None  # L1 caught up with the window: bounded
-    assert figures["withdrawal_latency_s"]["count"] == 1
+    assert figures["withdrawal_latency_s"]["count"] == 1, figures["withdrawal_latency_s"]
     assert figures["withdrawal_latency_s"]["to_claimed_on_l1"]["median"] > 0
     assert set(report["goal"]) >= {"orders_per_s", "p99_ack_ms", "met"}
     assert report["where_the_time_goes"]["cpu_s_in_window"]["sequencer"] > 0
