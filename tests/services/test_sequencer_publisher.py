@@ -66,8 +66,9 @@ class _Log:
         await self.db.run(partial(store.write, rows=rows, batches=batches))
         self.seq += txs
         if self.publisher is not None:
-            self.publisher.offer([(r["seq"], r["tx"], r["batch_id"]) for r in rows],
-                                 [b.id for b in batches])  # fmt: skip
+            entries = [store.LogRow(r["seq"], r["tx"], r["tx_hash"], r["batch_id"], 0)
+                       for r in rows]  # fmt: skip
+            self.publisher.offer(entries, [b.id for b in batches])
         self.batch += cut
         event, self.event = self.event, asyncio.Event()
         event.set()

@@ -37,6 +37,11 @@ ANY_PROOF_ROOM = 200_000 + 256
 heads and padding around the two byte strings."""
 
 
+def constant_pattern(name: str) -> str:
+    """A uint256 constant's line in a Vyper source: group 1 its head, group 2 its value."""
+    return rf"^({name}: (?:public\()?constant\(uint256\)\)? = )([0-9_]+)"
+
+
 def _round_up(n: int, unit: int = 32 * _KiB) -> int:
     return -(-n // unit) * unit
 
@@ -111,7 +116,7 @@ class Buffers:
         if self == DEFAULT_BUFFERS:
             return text
         for constant, value in self.constants(name).items():
-            pattern = rf"^({constant}: (?:public\()?constant\(uint256\)\)? = )[0-9_]+"
+            pattern = constant_pattern(constant)
             text, found = re.subn(pattern, rf"\g<1>{value:_}", text, count=1, flags=re.M)
             if found != 1:
                 raise LookupError(f"{name}.vy has no uint256 constant {constant}")

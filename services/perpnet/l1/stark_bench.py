@@ -26,7 +26,7 @@ from perpnet.core.txs import Deposit, Tx
 from perpnet.l1 import stark_verifier as sv
 from perpnet.l1.anvil import DEV_KEY
 from perpnet.l1.client import RollupClient, Sender
-from perpnet.l1.compile import CONTRACTS, DEFAULT_BUFFERS, Buffers
+from perpnet.l1.compile import CONTRACTS, DEFAULT_BUFFERS, Buffers, constant_pattern
 from perpnet.l1.deploy import Deployment, deploy
 from perpnet.stark.batch_bench import fresh_prices
 from perpnet.stark.batch_proof import BatchProof, prove_batch
@@ -36,11 +36,10 @@ from perpnet.stark.params import ProofParams
 def _constant(contract: str, name: str) -> int:
     """A uint256 constant of a contract's source (for those it does not make public)."""
     text = (CONTRACTS / f"{contract}.vy").read_text()
-    pattern = rf"^{name}: (?:public\()?constant\(uint256\)\)? = ([0-9_]+)"
-    found = re.search(pattern, text, re.MULTILINE)
+    found = re.search(constant_pattern(name), text, re.MULTILINE)
     if found is None:
         raise LookupError(f"{contract}.vy has no uint256 constant {name}")
-    return int(found.group(1).replace("_", ""))
+    return int(found.group(2).replace("_", ""))
 
 
 MAX_PUBLIC = _constant(sv.LIBRARY, "MAX_PUBLIC")

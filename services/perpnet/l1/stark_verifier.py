@@ -83,23 +83,19 @@ def _sources_hash(name: str, buffers: Buffers = DEFAULT_BUFFERS) -> str:
 def _compile(name: str, buffers: Buffers) -> dict[str, Any]:
     """Compile from the tree, or for other buffer sizes from a copy of the sources with
     them (imports resolve in the copy)."""
-    formats = ["abi", "bytecode", "bytecode_runtime", "layout"]
-    if buffers == DEFAULT_BUFFERS:
-        bundle = FilesystemInputBundle([CONTRACTS])
+    with contextlib.ExitStack() as stack:
+        directory = CONTRACTS
+        if buffers != DEFAULT_BUFFERS:
+            directory = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="perpnet-vyper-"))
+            )
+            for module in _modules():
+                (directory / f"{module}.vy").write_text(buffers.source(module))
         return compile_code(  # type: ignore[no-any-return]
             buffers.source(name),
             contract_path=f"{name}.vy",
-            input_bundle=bundle,
-            output_formats=formats,
-        )
-    with tempfile.TemporaryDirectory(prefix="perpnet-vyper-") as tmp:
-        for module in _modules():
-            (Path(tmp) / f"{module}.vy").write_text(buffers.source(module))
-        return compile_code(  # type: ignore[no-any-return]
-            buffers.source(name),
-            contract_path=f"{name}.vy",
-            input_bundle=FilesystemInputBundle([Path(tmp)]),
-            output_formats=formats,
+            input_bundle=FilesystemInputBundle([directory]),
+            output_formats=["abi", "bytecode", "bytecode_runtime", "layout"],
         )
 
 

@@ -20,11 +20,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from perpnet.runtime import topics
 from perpnet.runtime.db import Database
@@ -32,6 +33,7 @@ from perpnet.runtime.redis import Fields
 from perpnet.sequencer import metrics, store
 
 PAGE = 1_000
+T = TypeVar("T")
 RESYNC_S = 5.0
 """The database is read once every this many seconds whatever memory holds: a safety net,
 should a commit ever not be offered."""
@@ -50,6 +52,31 @@ async def wait_any(*events: asyncio.Event, timeout: float | None = None) -> None
             wait.cancel()
 
 
+class _Offered(Generic[T]):
+    """One stream's committed items not yet published, in order, each numbered by `key`."""
+
+    def __init__(self, key: Callable[[T], int]) -> None:
+        self.items: deque[T] = deque()
+        self.key = key
+        # every committed item past the next one to publish is in memory: true once a
+        # database read finds the end, since every later commit is offered
+        self.complete = False
+
+    def forget(self) -> None:
+        self.items.clear()
+        self.complete = False
+
+    def take(self, start: int) -> list[T] | None:
+        """Up to a page of items from number `start` on, [] if there are none yet, or None
+        if memory cannot tell (the database must)."""
+        items = self.items
+        while items and self.key(items[0]) < start:  # published from a database read
+            items.popleft()
+        if items and self.key(items[0]) == start:
+            return [items.popleft() for _ in range(min(PAGE, len(items)))]
+        return [] if self.complete and not items else None
+
+
 class Publisher:
     def __init__(
         self,
@@ -66,31 +93,25 @@ class Publisher:
         self.log = log
         self.next_seq: int | None = None  # unknown until read from the stream's tail
         self.next_batch = 0
-        # committed entries not yet published, in order: (seq, tx, batch_id) and batch ids
-        self._txs: deque[tuple[int, bytes, int]] = deque()
-        self._batches: deque[int] = deque()
-        # whether every committed entry past next_seq / next_batch is in memory: once a
-        # database read finds the end, every later commit is offered
-        self._txs_complete = False
-        self._batches_complete = False
+        self._txs: _Offered[store.LogRow] = _Offered(lambda row: row.seq)
+        self._batches: _Offered[int] = _Offered(lambda batch_id: batch_id)
         self._resync_at = time.monotonic() + RESYNC_S
         self._generation = 0
         self._poke = asyncio.Event()  # set by resync: publish without waiting for a commit
 
-    def offer(self, txs: Sequence[tuple[int, bytes, int]], batch_ids: Sequence[int]) -> None:
-        """One commit's log entries (seq, tx, batch_id) and cut batches, in order."""
-        self._txs.extend(txs)
-        self._batches.extend(batch_ids)
-        if len(self._txs) > MAX_OFFERED or len(self._batches) > MAX_OFFERED:
+    def offer(self, txs: Sequence[store.LogRow], batch_ids: Sequence[int]) -> None:
+        """One commit's log entries and cut batches, in order."""
+        self._txs.items.extend(txs)
+        self._batches.items.extend(batch_ids)
+        if len(self._txs.items) > MAX_OFFERED or len(self._batches.items) > MAX_OFFERED:
             self.resync()
 
     def resync(self) -> None:
         """Read the database from next_seq / next_batch again, dropping what memory holds:
         after a write whose outcome is unknown (it may have committed without an offer),
         a failed pipeline, and every RESYNC_S seconds in any case."""
-        self._txs.clear()
-        self._batches.clear()
-        self._txs_complete = self._batches_complete = False
+        self._txs.forget()
+        self._batches.forget()
         self._resync_at = time.monotonic() + RESYNC_S
         self._generation += 1  # a read in flight now does not mark anything complete
         self._poke.set()
@@ -132,49 +153,38 @@ class Publisher:
             return int(last[0][1][field])
         return 0 if field == b"seq" else -1
 
-    async def _next_txs(self, next_seq: int) -> list[tuple[int, bytes, int]]:
-        """The entries from next_seq on: from memory when it holds them, else the database."""
-        offered = self._txs
-        while offered and offered[0][0] < next_seq:  # published from a database read
-            offered.popleft()
-        if offered and offered[0][0] == next_seq:
-            return [offered.popleft() for _ in range(min(PAGE, len(offered)))]
-        if self._txs_complete and not offered:
-            return []
+    async def _next(
+        self, offered: _Offered[T], start: int, read: Callable[[Session], list[T]]
+    ) -> list[T]:
+        """What follows `start`: from memory when it holds it, else read from the database."""
+        found = offered.take(start)
+        if found is not None:
+            return found
         generation = self._generation
-        rows = await self.db.run(partial(store.read_txs, from_seq=next_seq, limit=PAGE))
-        self._txs_complete = len(rows) < PAGE and generation == self._generation
-        return [(row.seq, row.tx, row.batch_id) for row in rows]
-
-    async def _next_batches(self) -> list[int]:
-        offered = self._batches
-        while offered and offered[0] < self.next_batch:
-            offered.popleft()
-        if offered and offered[0] == self.next_batch:
-            return [offered.popleft() for _ in range(min(PAGE, len(offered)))]
-        if self._batches_complete and not offered:
-            return []
-        generation = self._generation
-        ids = await self.db.run(partial(store.batch_ids, from_id=self.next_batch, limit=PAGE))
-        self._batches_complete = len(ids) < PAGE and generation == self._generation
-        return ids
+        items = await self.db.run(read)
+        # a resync during the read may concern a commit the read did not see
+        offered.complete = len(items) < PAGE and generation == self._generation
+        return items
 
     async def _publish_txs(self) -> bool:
-        assert self.next_seq is not None
-        rows = await self._next_txs(self.next_seq)
+        start = self.next_seq
+        assert start is not None
+        read = partial(store.read_txs, from_seq=start, limit=PAGE)
+        rows = await self._next(self._txs, start, read)
         if not rows:
             return False
         pipe = self.client.pipeline(transaction=False)
-        for seq, tx, batch_id in rows:
-            fields: Fields = {"seq": seq, "tx": tx, "batch_id": batch_id}
+        for row in rows:
+            fields: Fields = {"seq": row.seq, "tx": row.tx, "batch_id": row.batch_id}
             pipe.xadd(topics.TXLOG, dict(fields), maxlen=topics.TXLOG_MAXLEN, approximate=True)
         await pipe.execute()
-        self.next_seq = rows[-1][0] + 1
-        metrics.PUBLISHED_SEQ.set(rows[-1][0])
+        self.next_seq = rows[-1].seq + 1
+        metrics.PUBLISHED_SEQ.set(rows[-1].seq)
         return True
 
     async def _publish_batches(self) -> bool:
-        ids = await self._next_batches()
+        read = partial(store.batch_ids, from_id=self.next_batch, limit=PAGE)
+        ids = await self._next(self._batches, self.next_batch, read)
         if not ids:
             return False
         pipe = self.client.pipeline(transaction=False)

@@ -319,7 +319,11 @@ class Sequencer(Service[SequencerSettings]):
         for p, outcome in zip(group, outcomes, strict=True):
             p.resolve(outcome)
             metrics.TXS.labels(_kind(p.tx), _label(outcome)).inc()
-        self._committed(cuts, [(r["seq"], r["tx"], r["batch_id"]) for r in rows])
+        entries = [
+            store.LogRow(r["seq"], r["tx"], r["tx_hash"], r["batch_id"], r["received_ms"])
+            for r in rows
+        ]
+        self._committed(cuts, entries)
 
     async def _cut_on_time(self) -> None:
         if not len(self.builder) and not self.settings.cut_empty_batches:
@@ -348,7 +352,7 @@ class Sequencer(Service[SequencerSettings]):
         self._deadline = now + self._interval_s
         return _Cut(record, txs, reason)
 
-    def _committed(self, cuts: list[_Cut], entries: list[tuple[int, bytes, int]]) -> None:
+    def _committed(self, cuts: list[_Cut], entries: list[store.LogRow]) -> None:
         """After a commit: metrics, hand what it wrote to the publisher, wake the followers."""
         now = time.monotonic()
         for record, txs, reason in cuts:
