@@ -218,8 +218,13 @@ def _level_starts(mp: uint256, n: uint256, first: uint256, orders: bool) -> uint
     hist: uint256[DEPTH] = empty(uint256[DEPTH])
     e: uint256 = first
     previous: uint256 = 0
+    keys: uint256 = 0  # the calldata word of the keys from k on, one read per 8 keys
     for k: uint256 in range(n, bound=MAX_ENTRIES):
-        key: uint256 = convert(slice(msg.data, mp + 6 + 4 * k, 32), uint256) >> 224
+        if k % 8 == 0:
+            keys = convert(slice(msg.data, mp + 6 + 4 * k, 32), uint256)
+        else:
+            keys <<= 32
+        key: uint256 = keys >> 224
         w: uint256 = convert(slice(msg.data, e, 32), uint256)  # id u32, (account) old length u16
         assert key == w >> 224, "multiproof indices differ from the diff"
         if orders:
@@ -276,11 +281,18 @@ def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: boo
     e: uint256 = first
     a: bytes32 = empty(bytes32)
     b: bytes32 = empty(bytes32)
+    keys: uint256 = convert(slice(msg.data, mp + 6, 32), uint256)  # as in _level_starts
+    key: uint256 = keys >> 224
     for k: uint256 in range(n, bound=MAX_ENTRIES):
-        i: uint256 = convert(slice(msg.data, mp + 6 + 4 * k, 32), uint256) >> 224
+        i: uint256 = key  # i and nxt are shifted as the walk lifts the node
         nxt: uint256 = 1 << DEPTH  # no next key: lift to the root
         if k + 1 < n:
-            nxt = convert(slice(msg.data, mp + 10 + 4 * k, 32), uint256) >> 224
+            if (k + 1) % 8 == 0:
+                keys = convert(slice(msg.data, mp + 10 + 4 * k, 32), uint256)
+            else:
+                keys <<= 32
+            key = keys >> 224
+            nxt = key
         # the entry's old leaf hash (0 if empty) and new leaf hash
         if orders:  # slot u32, order hash, old filled u128, new filled u128
             a = empty(bytes32)
