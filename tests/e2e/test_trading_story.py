@@ -112,6 +112,8 @@ METRICS = {  # process -> (sample prefix, must increase)
     "oracle": [("perpnet_oracle_ticks_total", True), ("perpnet_oracle_staleness_seconds", False)],
     "prover-0": [
         ("perpnet_prover_prove_seconds_count", True),
+        ("perpnet_prover_trace_rows_count", True),
+        ("perpnet_prover_trace_rows_used_sum", True),
         ("perpnet_prover_queue_depth", False),
         ("perpnet_prover_oldest_unproven_age_seconds", False),
     ],
@@ -222,3 +224,7 @@ def test_two_traders_trade_with_leverage_pay_funding_one_is_liquidated_the_other
     wait_for("every headline metric to move", lambda: not stuck() or None, 20)
     assert story.metric("oracle", "perpnet_oracle_live_sources") == 3 * 3  # 3 markets
     assert story.metric("bridge", "perpnet_bridge_blocked") == 0
+    # every trace is a power of two of at least 4,096 rows, filled in part by its batch
+    prover = story.metrics("prover-0")
+    assert prover["perpnet_prover_trace_rows_bucket{le=2048.0}"] == 0
+    assert prover["perpnet_prover_trace_rows_used_sum"] < prover["perpnet_prover_trace_rows_sum"]

@@ -587,6 +587,9 @@ _MEANS: dict[Series, tuple[str, float]] = {  # -> (label for the report, unit pe
         "sequencer SubmitTxs handling",
         1000,
     ),
+    ("sequencer", "perpnet_sequencer_batch_txs", "", ""): ("batch size, txs", 1),
+    ("prover-0", "perpnet_prover_trace_rows_used", "", ""): ("prover rows used per batch", 1),
+    ("prover-0", "perpnet_prover_trace_rows", "", ""): ("prover trace rows per batch", 1),
 }
 
 
@@ -596,7 +599,8 @@ def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
 
     out: dict[Series, tuple[float, float]] = {}
     for process in {key[0] for key in _MEANS}:
-        port = plan.process_env(process, process)[f"PERPNET_{process.upper()}_METRICS_PORT"]
+        service = process.partition("-")[0]  # prover-0 is a prover
+        port = plan.process_env(process, service)[f"PERPNET_{service.upper()}_METRICS_PORT"]
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                 text = r.read().decode()

@@ -9,6 +9,17 @@ PROVE_SECONDS = Histogram(
     "Time to prove one batch (witness and STARK).",
     buckets=(0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300),
 )
+_ROWS = tuple(float(1 << k) for k in range(10, 21))
+TRACE_ROWS = Histogram(
+    "perpnet_prover_trace_rows",
+    "Rows of each proven batch's trace: a power of two, at least 4,096.",
+    buckets=_ROWS,
+)
+TRACE_ROWS_USED = Histogram(
+    "perpnet_prover_trace_rows_used",
+    "Rows each proven batch filled; the rest of its trace is padding.",
+    buckets=_ROWS,
+)
 BATCHES = Counter(
     "perpnet_prover_batches",
     "Batch jobs by outcome: proven, failed (the prover refused it), duplicate, skipped.",

@@ -37,7 +37,9 @@ import grpc.aio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from perpnet.core.batch import Batch
 from perpnet.core.snapshot import SnapshotError
+from perpnet.core.state import ExchangeState
 from perpnet.proto.v1 import prover_pb2, prover_pb2_grpc
 from perpnet.prover import metrics
 from perpnet.prover.replica import BatchReplica, PreparedBatch, RecordedBatch, ReplicaDivergedError
@@ -49,7 +51,7 @@ from perpnet.runtime.grpc_server import Service, run_service
 from perpnet.runtime.models import BatchRecord, BatchStatus, ProofRecord
 from perpnet.runtime.redis import Job, StreamGroup, connect, ping
 from perpnet.runtime.sequencer_client import SequencerClient
-from perpnet.stark.batch_proof import prove_batch
+from perpnet.stark.batch_proof import BatchProof, prepare_batch, prove_prepared
 from perpnet.stark.errors import StarkProverError
 from perpnet.stark.params import DEFAULT_PARAMS
 
@@ -76,6 +78,13 @@ class ProverSettings(ExchangeSettings):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _prove_batch(pre_state: ExchangeState, batch: Batch) -> tuple[BatchProof, int]:
+    """The proof, and how many of its trace's rows the batch filled (the rest is padding
+    up to a power of two: the prover's work follows the trace, not the batch)."""
+    prepared = prepare_batch(pre_state, batch)
+    return prove_prepared(prepared, DEFAULT_PARAMS), prepared.witness.rows_used
 
 
 def _claim(session: Session, batch_id: int, at_ms: int) -> BatchRecord | None:
@@ -231,8 +240,8 @@ class ProverService(Service[ProverSettings]):
             prepared = await self._prepare(batch_id)
             assert prepared.pre_state is not None
             started = time.perf_counter()
-            proof = await asyncio.to_thread(
-                prove_batch, prepared.pre_state, prepared.batch, DEFAULT_PARAMS
+            proof, rows_used = await asyncio.to_thread(
+                _prove_batch, prepared.pre_state, prepared.batch
             )
             seconds = time.perf_counter() - started
         except (StarkProverError, ReplicaDivergedError) as exc:
@@ -253,9 +262,19 @@ class ProverService(Service[ProverSettings]):
             )
         )
         metrics.PROVE_SECONDS.observe(seconds)
+        metrics.TRACE_ROWS.observe(proof.extras.trace_length)
+        metrics.TRACE_ROWS_USED.observe(rows_used)
         metrics.BATCHES.labels("proven" if stored else "duplicate").inc()
         self.proven += 1
-        self.log.info("batch proven", extra={"batch_id": batch_id, "seconds": round(seconds, 3)})
+        self.log.info(
+            "batch proven",
+            extra={
+                "batch_id": batch_id,
+                "seconds": round(seconds, 3),
+                "trace_rows": proof.extras.trace_length,
+                "rows_used": rows_used,
+            },
+        )
         await self.proofs.add({"batch_id": batch_id, "prover": self.consumer}, PROOFS_MAXLEN)
 
     async def _prepare(self, batch_id: int) -> PreparedBatch:
