@@ -78,11 +78,13 @@ def test_random_batches_verify(seed: int) -> None:
 
 
 def test_workload_batch_with_default_parameters() -> None:
-    """The benchmark's workload (funding settlements, trades, deposits, transfers)."""
+    """The benchmark's workload (funding settlements, trades, deposits, transfers), on
+    the smallest trace: 2,048 rows, every range-check table value reachable."""
     before, batch = build_batch(48, 12, seed=5)
     assert len(batch.txs) >= 48
     proof = prove_batch(before, batch)
     verify_batch(batch.public_inputs, batch.diff, proof)
+    assert proof.extras.trace_length == 2048
 
 
 def test_empty_batch_verifies() -> None:

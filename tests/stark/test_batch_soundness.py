@@ -306,6 +306,22 @@ def test_flipped_proof_bytes_are_rejected() -> None:
             verify_batch(batch.public_inputs, batch.diff, bytes(bad), FAST)
 
 
+def test_lookup_counted_against_the_other_half_of_the_table_is_rejected() -> None:
+    """The table holds v and v + 1,024 on row v: a count moved from one to the other
+    (a value the rows never looked up claimed instead of one they did) fails LogUp."""
+    before, batch = scenario(honest_txs)
+    prep = prepare_batch(before, batch)
+    cols, trace = prep.air.cols, prep.witness.trace
+    proof = BatchProof(prep.extras, prove(prep.air, trace, FAST)).encode()
+    verify_batch(batch.public_inputs, batch.diff, proof, FAST)  # the honest trace
+    (rows,) = np.nonzero(trace[cols["mult"]])
+    row = int(rows[-1])
+    trace[cols["mult"], row] -= 1
+    trace[cols["mult2"], row] += 1
+    forged = BatchProof(prep.extras, prove(prep.air, trace, FAST, strict=False)).encode()
+    reject(batch.public_inputs, batch.diff, forged)
+
+
 @pytest.mark.parametrize(
     "field",
     ["batch_id", "old_root", "accounts_root", "orders_root", "globals", "deposits",

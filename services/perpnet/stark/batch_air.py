@@ -17,7 +17,8 @@ constraint; in short:
   b·fee = a·Z + rem with 0 <= rem < b (the market's fee rate as a reduced fraction);
 - events: a second grand product E binds deposit, withdrawal, forced-withdrawal and
   tick rows, in order, to the public lists;
-- ranges: one LogUp sum S over 34 looked-up values per row against `tab` = 0..2047.
+- ranges: one LogUp sum S over 34 looked-up values per row against the table, two
+  values per row: `tab` = 0..1023 and `tab` + 1024.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from perpnet.stark.batch_layout import (
     LIMB,
     OFF_SMALL,
     OFF_Z,
-    TABLE_SIZE,
+    TABLE_ROWS,
     Columns,
     MarketConstants,
 )
@@ -232,7 +233,7 @@ def _powers(x: FE, k: int) -> list[FE]:
 
 
 class BatchAir(Air):
-    name = b"perpnet.batch.v3"
+    name = b"perpnet.batch.v4"
     transition_degree = 3
     num_aux_challenges = 5  # gamma, delta (memory), gamma2, delta2 (events), beta (lookups)
 
@@ -547,7 +548,8 @@ class BatchAir(Air):
         for h in hs[1:]:
             total = total + h
         out.append(sn - sc - total + h_table)
-        out.append(h_table * (beta - c("tab")) - c("mult"))
+        lo, hi = beta - c("tab"), beta - c("tab") - TABLE_ROWS
+        out.append(h_table * lo * hi - c("mult") * hi - c("mult2") * lo)
         vals = self.lookups(c)
         if len(vals) % 2:
             vals.append(FE.const(0))
@@ -561,7 +563,7 @@ class BatchAir(Air):
         cols = self.cols
         last = self.trace_length - 1
         out = [Boundary(cols["t"], 0, 1), Boundary(cols["tab"], 0, 0)]
-        out.append(Boundary(cols["tab"], last, TABLE_SIZE - 1))
+        out.append(Boundary(cols["tab"], last, TABLE_ROWS - 1))
         for seq in ("dseq", "wseq", "fseq", "xseq", "fq0", "fq1", "fq2", "fq3"):
             out.append(Boundary(cols[seq], 0, 0))
         for i in range(4):
@@ -649,8 +651,12 @@ class BatchAir(Air):
         b = beta.as_ext()
         inv = ff.ext_inv_const_minus(b, vals.reshape(-1)).reshape(4, len(vals), n)
         hs = ff.reduce(inv[:, 0::2] + inv[:, 1::2])  # (4, pairs, n)
-        t_inv = ff.ext_inv_const_minus(b, main[self.cols["tab"]])
-        ht = ff.ext_mul_base(t_inv, main[self.cols["mult"]])
+        tab = main[self.cols["tab"]]
+        t_inv = ff.ext_inv_const_minus(b, np.concatenate([tab, tab + TABLE_ROWS]))
+        ht = ff.reduce(
+            ff.ext_mul_base(t_inv[:, :n], main[self.cols["mult"]])
+            + ff.ext_mul_base(t_inv[:, n:], main[self.cols["mult2"]])
+        )
         step = ff.reduce(ff.reduce(hs.sum(axis=1)) + (P64 - ht))
         s = np.zeros((4, n), dtype=np.uint64)
         s[:, 1:] = ff.reduce(np.cumsum(step[:, : n - 1], axis=1))

@@ -5,7 +5,7 @@ constrains them) and the verifier (which encodes public values the same way),
 so that the three can never disagree on where a value lives or how it is split.
 
 Every integer wider than the 31-bit field is kept in 11-bit limbs, each limb
-range-checked by a LogUp lookup into the table column `tab` = 0..2047. Signed
+range-checked by a LogUp lookup into the table `tab` = 0..1023 and `tab` + 1024. Signed
 values carry an offset that is a multiple of 2^33, so that low limbs of a signed
 value are its low bits and limb-wise carry equations need no offset terms.
 """
@@ -20,8 +20,12 @@ from perpnet.core.markets import PPM, Market, MarketSet
 LIMB_BITS = 11
 LIMB = 1 << LIMB_BITS
 TABLE_SIZE = LIMB
-MIN_TRACE = 4096
-"""The lookup table occupies 2^11 rows, so every trace has at least 4,096."""
+TABLE_ROWS = TABLE_SIZE // 2
+"""The table holds two values per row, `tab` and `tab` + 1,024 (multiplicities `mult`
+and `mult2`), so that it fits a 2,048-row trace."""
+MIN_TRACE = 2 * TABLE_ROWS
+"""The LogUp running sum does not count the last row's terms: the table's 1,024 rows
+need at least 1,025, so 2,048."""
 
 SMALL_BITS = 20
 """Position lots, trade lots, prices in ticks and funding-index gaps: |x| < 2^20."""
@@ -187,7 +191,7 @@ class Columns:
         names += [f"fn{i}" for i in range(m)] + [f"I{i}" for i in range(m)]
         names += ["a0", "a1", "x0", "x1", "y0", "y1", "z0", "z1", "z2", "z3", "wp"]
         names += ["v0", "v1", "v2", "v3", "wc0", "wc1", "wf0", "wf1", "wf2"]
-        names += ["dseq", "wseq", "fseq", "tab", "mult"]
+        names += ["dseq", "wseq", "fseq", "tab", "mult", "mult2"]
         names += ["mi", "pr", "pw", "q", "mst", "trd", "rho", "xseq"]
         names += ["t2", "t3", "hx", "lb", "s0", "s1"]
         names += [f"fq{i}" for i in range(4)] + [f"fc{i}" for i in range(3)]

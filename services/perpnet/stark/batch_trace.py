@@ -43,6 +43,7 @@ from perpnet.stark.batch_layout import (
     OFF_SMALL,
     OFF_Z,
     SMALL_BITS,
+    TABLE_ROWS,
     TABLE_SIZE,
     V_BITS,
     Columns,
@@ -731,14 +732,15 @@ def pack(cols: Columns, rows: list[list[int]]) -> np.ndarray:
     _derive(cols, a)
     ints = a[:, :width] % P  # floor-mod: the canonical residue, negatives included
     out = np.ascontiguousarray(ints.T.astype(np.int64))
-    out[cols["tab"]] = np.minimum(np.arange(n), TABLE_SIZE - 1)
+    out[cols["tab"]] = np.minimum(np.arange(n), TABLE_ROWS - 1)
     return out.astype(np.uint64)
 
 
 def set_multiplicities(
     cols: Columns, trace: np.ndarray, lookups: np.ndarray, *, strict: bool = True
 ) -> None:
-    """Fill `mult` from the lookup values of rows 0..n-2 ((k, n) array).
+    """Fill `mult` and `mult2` (table values v and v + 1,024 at row v) from the lookup
+    values of rows 0..n-2 ((k, n) array).
 
     strict=False counts only in-range values (soundness tests build cheating traces)."""
     n = trace.shape[1]
@@ -749,6 +751,7 @@ def set_multiplicities(
         bad = int(np.argmax(lookups[:, : n - 1].max(axis=0) >= TABLE_SIZE))
         raise StarkProverError(f"a range-checked value is out of range at row {bad}")
     counts = np.bincount(vals.astype(np.int64), minlength=TABLE_SIZE)
-    mult = np.zeros(n, dtype=np.uint64)
-    mult[:TABLE_SIZE] = counts
-    trace[cols["mult"]] = mult
+    for name, part in (("mult", counts[:TABLE_ROWS]), ("mult2", counts[TABLE_ROWS:])):
+        mult = np.zeros(n, dtype=np.uint64)
+        mult[:TABLE_ROWS] = part
+        trace[cols[name]] = mult

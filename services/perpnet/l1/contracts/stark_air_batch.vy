@@ -11,8 +11,8 @@
 import stark_lib as L
 import stark_air_batch_public as PI
 
-NAME: constant(Bytes[64]) = b'perpnet.batch.v3'
-WIDTH: constant(uint256) = 106
+NAME: constant(Bytes[64]) = b'perpnet.batch.v4'
+WIDTH: constant(uint256) = 107
 AUX_WIDTH: constant(uint256) = 22
 CHALLENGES: constant(uint256) = 5
 DEGREE: constant(uint256) = 3
@@ -68,7 +68,7 @@ def check(
     s: PI.Statement = PI.parse(0)
     assert PI.log2_exact(s.n) == log_n, "proof is for another trace length"
     frame: DynArray[uint256, L.MAX_FRAME] = []
-    for i: uint256 in range(256):
+    for i: uint256 in range(258):
         frame.append(ood[i])
     cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
     bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
@@ -85,7 +85,7 @@ def _evaluate(
     """The statement is read from the calldata (the external call's first argument)."""
     s: PI.Statement = PI.parse(0)
     last: uint256 = (1 << PI.log2_exact(s.n)) - 1
-    assert len(frame) == 256 and len(ch) == CHALLENGES, "frame"
+    assert len(frame) == 258 and len(ch) == CHALLENGES, "frame"
     cons: DynArray[uint256, L.MAX_CONSTRAINTS] = []
     for i: uint256 in range(3):
         for v: uint256 in staticcall IPart(PARTS[i]).constraints(frame, ch):
@@ -94,29 +94,29 @@ def _evaluate(
     bounds: DynArray[L.Boundary, L.MAX_BOUNDARIES] = []
     bounds.append(L.Boundary(column=0, row=0, aux=False, value=1))
     bounds.append(L.Boundary(column=77, row=0, aux=False, value=0))
-    bounds.append(L.Boundary(column=77, row=last, aux=False, value=2047))
+    bounds.append(L.Boundary(column=77, row=last, aux=False, value=1023))
     bounds.append(L.Boundary(column=74, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=75, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=76, row=0, aux=False, value=0))
-    bounds.append(L.Boundary(column=86, row=0, aux=False, value=0))
-    bounds.append(L.Boundary(column=93, row=0, aux=False, value=0))
+    bounds.append(L.Boundary(column=87, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=94, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=95, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=96, row=0, aux=False, value=0))
-    bounds.append(L.Boundary(column=93, row=last, aux=False, value=0))
+    bounds.append(L.Boundary(column=97, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=94, row=last, aux=False, value=0))
     bounds.append(L.Boundary(column=95, row=last, aux=False, value=0))
     bounds.append(L.Boundary(column=96, row=last, aux=False, value=0))
-    bounds.append(L.Boundary(column=86, row=last, aux=False, value=ev.forced))
+    bounds.append(L.Boundary(column=97, row=last, aux=False, value=0))
+    bounds.append(L.Boundary(column=87, row=last, aux=False, value=ev.forced))
     bounds.append(L.Boundary(column=74, row=last, aux=False, value=ev.deposits))
     bounds.append(L.Boundary(column=75, row=last, aux=False, value=ev.withdrawals))
     bounds.append(L.Boundary(column=76, row=last, aux=False, value=ev.funding))
     bounds.append(L.Boundary(column=51, row=0, aux=False, value=PI.initial_index(s, 0)))
     bounds.append(L.Boundary(column=52, row=0, aux=False, value=PI.initial_index(s, 1)))
     bounds.append(L.Boundary(column=53, row=0, aux=False, value=PI.initial_index(s, 2)))
-    bounds.append(L.Boundary(column=103, row=0, aux=False, value=PI.initial_price(s, 0)))
-    bounds.append(L.Boundary(column=104, row=0, aux=False, value=PI.initial_price(s, 1)))
-    bounds.append(L.Boundary(column=105, row=0, aux=False, value=PI.initial_price(s, 2)))
+    bounds.append(L.Boundary(column=104, row=0, aux=False, value=PI.initial_price(s, 0)))
+    bounds.append(L.Boundary(column=105, row=0, aux=False, value=PI.initial_price(s, 1)))
+    bounds.append(L.Boundary(column=106, row=0, aux=False, value=PI.initial_price(s, 2)))
     bounds.append(L.Boundary(column=4, row=0, aux=False, value=0))
     bounds.append(L.Boundary(column=4, row=last, aux=False, value=0))
     bounds.append(L.Boundary(column=5, row=0, aux=False, value=0))
