@@ -256,6 +256,15 @@ def cases(p: sb.Proven) -> Iterator[Case]:
         pi=replace(pi, globals=more),
         diff=replace(diff, new_globals=more),
     )
+    assert any(not o.old_filled for o in diff.orders), "the case needs new order slots"
+    for delta in (1, -1):  # one new slot more or fewer than the diff opens
+        more = replace(g, num_orders=g.num_orders + delta).encode()
+        yield case(
+            f"order count {delta:+d}",
+            "order count does not match the new order slots",
+            pi=replace(pi, globals=more),
+            diff=replace(diff, new_globals=more),
+        )
     more = replace(g, total_deposited=g.total_deposited + 1).encode()
     yield case(
         "total deposited",

@@ -266,10 +266,11 @@ def _level_starts(mp: uint256, n: uint256, first: uint256, orders: bool) -> uint
 
 @internal
 @view
-def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: bool) -> (bytes32, bytes32):
-    """The roots the old and the new leaves imply with the one multiproof at mp: one
-    left-to-right walk; a node is lifted until its parent is the next key's ancestor,
-    then waits on the stack for its right sibling (that ancestor's other child)."""
+def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: bool) -> (bytes32, bytes32, uint256):
+    """The roots the old and the new leaves imply with the one multiproof at mp, and how
+    many entries had no old leaf: one left-to-right walk; a node is lifted until its
+    parent is the next key's ancestor, then waits on the stack for its right sibling
+    (that ancestor's other child)."""
     assert mp_len >= 10 + 4 * n and mp_len == 10 + 4 * n + 32 * self._u(mp + 6 + 4 * n, 4), "multiproof length does not match its sibling count"
     pos: uint256[DEPTH + 1] = self._level_starts(mp, n, first, orders)
     ends: uint256[DEPTH + 1] = pos
@@ -279,6 +280,7 @@ def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: boo
     stack_new: bytes32[DEPTH + 1] = empty(bytes32[DEPTH + 1])
     sp: uint256 = 0
     e: uint256 = first
+    fresh: uint256 = 0
     a: bytes32 = empty(bytes32)
     b: bytes32 = empty(bytes32)
     keys: uint256 = convert(slice(msg.data, mp + 6, 32), uint256)  # as in _level_starts
@@ -298,6 +300,8 @@ def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: boo
             a = empty(bytes32)
             if convert(slice(msg.data, e + 36, 32), uint256) >> 128 != 0:
                 a = keccak256(slice(msg.data, e + 4, 48))
+            else:
+                fresh += 1
             b = keccak256(concat(slice(msg.data, e + 4, 32), slice(msg.data, e + 52, 16)))
             e += ORDER_SIZE
         else:  # account id u32, old leaf (u16 length), new leaf (u16 length)
@@ -307,6 +311,8 @@ def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: boo
             a = empty(bytes32)
             if old_len > 0:
                 a = self._leaf_hash(e + 6, old_len)
+            else:
+                fresh += 1
             b = self._leaf_hash(e + 8 + old_len, new_len)
             e += 8 + old_len + new_len
         h: uint256 = 0
@@ -340,13 +346,14 @@ def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: boo
             sp += 1
     for h: uint256 in range(DEPTH):
         assert pos[h] == ends[h + 1], "multiproof walk out of step"
-    return a, b
+    return a, b, fresh
 
 
 @internal
 @view
-def _check_roots(y: Layout):
-    """_check_roots of batch_statement, less the diff hash (checked by the caller)."""
+def _check_roots(y: Layout) -> uint256:
+    """_check_roots of batch_statement, less the diff hash (checked by the caller); the
+    number of new order slots (order entries with no old leaf)."""
     old_root: bytes32 = keccak256(
         concat(
             slice(msg.data, y.old_roots, 64),
@@ -356,18 +363,21 @@ def _check_roots(y: Layout):
     assert old_root == self._b32(y.s0 + 8), "old root does not open to the given accounts/orders roots and globals"
     old: bytes32 = empty(bytes32)
     new: bytes32 = empty(bytes32)
+    fresh: uint256 = 0
     if y.na > 0:
-        old, new = self._roots(y.acc_proof, y.acc_proof_len, y.na, y.enc + 4, False)
+        old, new, fresh = self._roots(y.acc_proof, y.acc_proof_len, y.na, y.enc + 4, False)
         assert old == self._b32(y.old_roots), "old accounts: leaves do not open to the root"
         assert new == self._b32(y.s0 + 40), "new accounts: leaves do not open to the root"
     else:
         assert y.acc_proof_len == 0, "accounts multiproof without accounts"
+    fresh = 0  # the accounts' count is _check_accounts' business
     if y.no > 0:
-        old, new = self._roots(y.ord_proof, y.ord_proof_len, y.no, y.orders, True)
+        old, new, fresh = self._roots(y.ord_proof, y.ord_proof_len, y.no, y.orders, True)
         assert old == self._b32(y.old_roots + 32), "old orders: leaves do not open to the root"
         assert new == self._b32(y.s0 + 72), "new orders: leaves do not open to the root"
     else:
         assert y.ord_proof_len == 0, "orders multiproof without orders"
+    return fresh
 
 
 # ------------------------------------------------------------------ globals
@@ -458,9 +468,10 @@ def _replay(y: Layout) -> (int256[M], int256[M]):
 
 @internal
 @view
-def _check_accounts(y: Layout, lo_in: int256[M], hi_in: int256[M]):
-    """New accounts numbered in order, owners unchanged, the account and order counts,
-    and the funding-index window over the leaves' open positions. A malformed leaf is
+def _check_accounts(y: Layout, lo_in: int256[M], hi_in: int256[M], fresh: uint256):
+    """New accounts numbered in order, owners unchanged, the account and order counts
+    (`fresh`: the new order slots _roots counted), and the funding-index window over
+    the leaves' open positions. A malformed leaf is
     skipped here: the evaluator rejects it."""
     lo: int256[M] = lo_in
     hi: int256[M] = hi_in
@@ -503,10 +514,6 @@ def _check_accounts(y: Layout, lo_in: int256[M], hi_in: int256[M]):
     for i: uint256 in range(M):
         assert hi[i] - lo[i] < INDEX_WINDOW, "funding indices span more than 2^29"
     assert self._u(ng + 24, 8) == first + created, "account count does not match the new accounts"
-    fresh: uint256 = 0
-    for j: uint256 in range(y.no, bound=MAX_ENTRIES):
-        if convert(slice(msg.data, y.orders + ORDER_SIZE * j + 36, 32), uint256) >> 128 == 0:
-            fresh += 1
     assert self._u(ng + 32, 8) == self._u(og + 32, 8) + fresh, "order count does not match the new order slots"
 
 
@@ -531,12 +538,12 @@ def verify(public_inputs_hash: bytes32, proof: Bytes[MAX_PACKED]) -> bool:
     # out memory in text order, and memory is paid up to the highest byte touched).
     for step: uint256 in range(3):
         if step == 2:
-            self._check_roots(y)
+            fresh: uint256 = self._check_roots(y)
             self._check_counters(y)
             lo: int256[M] = empty(int256[M])
             hi: int256[M] = empty(int256[M])
             lo, hi = self._replay(y)
-            self._check_accounts(y, lo, hi)
+            self._check_accounts(y, lo, hi, fresh)
             ok: Bytes[32] = raw_call(STARK, proof, max_outsize=32, is_static_call=True)
             assert len(ok) == 32 and convert(ok, uint256) == 1, "the STARK verifier did not accept"
             break
