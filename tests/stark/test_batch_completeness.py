@@ -6,14 +6,16 @@ import copy
 import random
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from perpnet.core.batch import Batch, BatchBuilder
 from perpnet.core.markets import USD
 from perpnet.core.state import ExchangeState
-from perpnet.stark import ProofParams
+from perpnet.stark import ProofParams, StarkProverError
 from perpnet.stark.batch_bench import build_batch, fresh_prices
-from perpnet.stark.batch_proof import BatchProof, prove_batch, verify_batch
+from perpnet.stark.batch_proof import BatchProof, prepare_batch, prove_batch, verify_batch
+from perpnet.stark.batch_trace import set_multiplicities
 from perpnet.testkit import Desk, trader
 
 FAST = ProofParams(num_queries=20, grinding_bits=4)
@@ -79,7 +81,7 @@ def test_random_batches_verify(seed: int) -> None:
 
 def test_workload_batch_with_default_parameters() -> None:
     """The benchmark's workload (funding settlements, trades, deposits, transfers), on
-    the smallest trace: 2,048 rows, every range-check table value reachable."""
+    the smallest trace: 2,048 rows."""
     before, batch = build_batch(48, 12, seed=5)
     assert len(batch.txs) >= 48
     proof = prove_batch(before, batch)
@@ -96,3 +98,24 @@ def test_empty_batch_verifies() -> None:
     before = copy.deepcopy(state)
     batch = b.cut()
     verify_batch(batch.public_inputs, batch.diff, prove_batch(before, batch, FAST), FAST)
+
+
+def test_the_table_counts_each_value_on_its_row_in_its_half() -> None:
+    """Value v counts on row v of `mult` below 1,024 and on row v - 1,024 of `mult2`
+    from there to 2,047; the last row's lookups are not counted (the running sum skips
+    that row) and 2,048 is out of range."""
+    before, batch = build_batch(8, 4, seed=1)
+    prep = prepare_batch(before, batch)
+    cols, trace = prep.air.cols, prep.witness.trace
+    n = trace.shape[1]
+    lookups = np.zeros((1, n), dtype=np.uint64)
+    lookups[0, :4] = [1023, 1024, 2047, 5]
+    lookups[0, n - 1] = 7
+    set_multiplicities(cols, trace, lookups)
+    mult, mult2 = trace[cols["mult"]], trace[cols["mult2"]]
+    assert (int(mult[0]), int(mult[5]), int(mult[7]), int(mult[1023])) == (n - 5, 1, 0, 1)
+    assert (int(mult2[0]), int(mult2[1023])) == (1, 1)
+    assert int(mult.sum() + mult2.sum()) == n - 1 and not mult[1024:].any()
+    lookups[0, 4] = 2048
+    with pytest.raises(StarkProverError, match="out of range at row 4"):
+        set_multiplicities(cols, trace, lookups)

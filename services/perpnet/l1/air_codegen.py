@@ -296,7 +296,7 @@ class BoundarySpec:
 
 _MARK = 1_000_003
 """Probe markers: statement-dependent values the boundaries take (none is a constant
-of the boundary list, which holds 0, 1 and 2^11 - 1)."""
+of the boundary list, which holds 0, 1 and 1023)."""
 
 
 def _probe(markets: Sequence[MarketConstants], k: int) -> list[BoundarySpec]:

@@ -12,7 +12,7 @@ PROVE_SECONDS = Histogram(
 _ROWS = tuple(float(1 << k) for k in range(10, 21))
 TRACE_ROWS = Histogram(
     "perpnet_prover_trace_rows",
-    "Rows of each proven batch's trace: a power of two, at least 4,096.",
+    "Rows of each proven batch's trace: a power of two, at least 2,048.",
     buckets=_ROWS,
 )
 TRACE_ROWS_USED = Histogram(

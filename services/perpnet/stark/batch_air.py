@@ -17,7 +17,7 @@ constraint; in short:
   b·fee = a·Z + rem with 0 <= rem < b (the market's fee rate as a reduced fraction);
 - events: a second grand product E binds deposit, withdrawal, forced-withdrawal and
   tick rows, in order, to the public lists;
-- ranges: one LogUp sum S over 34 looked-up values per row against the table, two
+- ranges: one LogUp sum S over 36 looked-up values per row against the table, two
   values per row: `tab` = 0..1023 and `tab` + 1024.
 """
 
