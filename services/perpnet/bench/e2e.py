@@ -552,12 +552,24 @@ _BENCH_CPU = [0.0]
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process (Linux /proc), None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    """User + system CPU of a process and its live descendants (Linux /proc), None if it
+    is gone. Descendants count: npm's anvil is a node shim that runs the real binary."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    if pid not in stats:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for child, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(child)
+    ticks, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        ticks += int(stats[current][11]) + int(stats[current][12])
+        todo.extend(children.get(current, []))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 Series = tuple[str, str, str, str]  # process, histogram, label name, label value ("" for all)
