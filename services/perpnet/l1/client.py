@@ -18,7 +18,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import EventData, TxParams, TxReceipt
 
@@ -77,15 +77,35 @@ class Sender:
             EthAccount.from_key(key).address if key is not None else str(address)
         )
 
-    def _submit(self, tx: TxParams) -> HexBytes:
-        """Estimate (against the pending block, so a transaction may build on ones not yet
-        mined) and send; the transaction hash. A revert raises before anything is sent."""
+    def _gas(self, tx: TxParams) -> int:
+        """The gas to send `tx` with, run against the pending block (so it may build on
+        transactions not yet mined); a revert raises L1RevertError. One execution through
+        eth_createAccessList: anvil's eth_estimateGas binary-searches, running a 22M-gas
+        state update some 20 times (1.2 s of anvil's CPU instead of 0.09 s). The margin
+        covers refunds (at most a quarter more before them) and the 63/64 call rule."""
         w3 = self.w3
         try:
+            used = int(w3.eth.create_access_list(tx, "pending")["gasUsed"])
+            return used + used // 3 + 10_000
+        except ContractLogicError as exc:
+            raise L1RevertError(_reason(exc)) from exc
+        except Web3RPCError as exc:
+            error = exc.rpc_response.get("error") if isinstance(exc.rpc_response, dict) else None
+            message = str(error.get("message", "")) if isinstance(error, dict) else ""
+            if message.startswith("execution reverted"):
+                reason = message.removeprefix("execution reverted: ")
+                raise L1RevertError(reason.removeprefix("execution reverted")) from exc
+        try:  # a node without eth_createAccessList
             gas = w3.eth.estimate_gas(tx, "pending")
         except ContractLogicError as exc:
             raise L1RevertError(_reason(exc)) from exc
-        tx["gas"] = gas + gas // 5 + 10_000
+        return gas + gas // 5 + 10_000
+
+    def _submit(self, tx: TxParams) -> HexBytes:
+        """Price (self._gas) and send; the transaction hash. A revert raises before
+        anything is sent."""
+        w3 = self.w3
+        tx["gas"] = self._gas(tx)
         if tx["gas"] > _MARGIN_CHECK:  # the margin must not push it past the block's limit
             tx["gas"] = min(tx["gas"], int(w3.eth.get_block("pending")["gasLimit"]))
         if self._key is None:
