@@ -8,13 +8,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from perpnet.bench.e2e import _cpu_seconds
+from perpnet.bench.e2e import _cpu_seconds as _cpu_by_name
 
 BUSY = (
     "import time\nend = time.process_time() + 0.4\n"
     "while time.process_time() < end: pass\ntime.sleep(5)"
 )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    return _cpu_by_name([SimpleNamespace(name="p", pid=pid)])["p"]
 
 
 def _own_cpu_seconds(pid: int) -> float:

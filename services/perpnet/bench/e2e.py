@@ -39,7 +39,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +198,7 @@ def _measure(
 
     sampler = _Sampler(plan)
     processes = load(plan)
-    cpu_before = {p.name: _cpu_seconds(p.pid) for p in processes}
+    cpu_before = _cpu_seconds(processes)
     _BENCH_CPU[0] = time.process_time()
     server_before = _server_metrics(plan)
     saver = _Withdrawals(traders[-1], wallets[-1], withdrawals, duration_s)
@@ -208,7 +208,7 @@ def _measure(
     saver.start()
     stats = asyncio.run(_load(gateway, bodies, started + duration_s, batch, rate))
     elapsed = time.monotonic() - started
-    cpu_after = {p.name: _cpu_seconds(p.pid) for p in processes}
+    cpu_after = _cpu_seconds(processes)
     server_after = _server_metrics(plan)
     backlog_end = sampler.latest()
     verified_in_window = sampler.verified_since(started)
@@ -551,25 +551,30 @@ def _cpu_spent(before: dict[str, float | None], after: dict[str, float | None]) 
 _BENCH_CPU = [0.0]
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process and its live descendants (Linux /proc), None if it
-    is gone. Descendants count: npm's anvil is a node shim that runs the real binary."""
+def _cpu_seconds(processes: Iterable[Any]) -> dict[str, float | None]:
+    """By name: user + system CPU of each process (`.name`, `.pid`) and its live
+    descendants, from one read of Linux /proc; None if it is gone. Descendants count:
+    npm's anvil is a node shim that runs the real binary."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-    if pid not in stats:
-        return None
     children: dict[int, list[int]] = {}
     for child, fields in stats.items():
         children.setdefault(int(fields[1]), []).append(child)
-    ticks, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        ticks += int(stats[current][11]) + int(stats[current][12])
-        todo.extend(children.get(current, []))
-    return ticks / os.sysconf("SC_CLK_TCK")
+
+    def tree(pid: int) -> float | None:
+        if pid not in stats:
+            return None
+        ticks, todo = 0, [pid]
+        while todo:
+            current = todo.pop()
+            ticks += int(stats[current][11]) + int(stats[current][12])
+            todo.extend(children.get(current, []))
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    return {p.name: tree(p.pid) for p in processes}
 
 
 Series = tuple[str, str, str, str]  # process, histogram, label name, label value ("" for all)

@@ -140,11 +140,13 @@ def _deploy(plan: Plan) -> None:
     grace = TESTNET_GRACE_PERIOD_S if plan.grace_period_s is None else plan.grace_period_s
     # the contracts take the statements the sequencer may cut: one knob for both
     env = {**os.environ, **plan.extra_env}
-    found = [(name, env[name]) for name in STATEMENT_LIMIT_VARIABLES if name in env][:1]
-    try:
-        buffers = Buffers.for_statement(int(found[0][1])) if found else DEFAULT_BUFFERS
-    except ValueError as exc:
-        raise DevnetError(f"{found[0][0]}={found[0][1]}: {exc}") from exc
+    name = next((name for name in STATEMENT_LIMIT_VARIABLES if name in env), None)
+    buffers = DEFAULT_BUFFERS
+    if name is not None:
+        try:
+            buffers = Buffers.for_statement(int(env[name]))
+        except ValueError as exc:
+            raise DevnetError(f"{name}={env[name]}: {exc}") from exc
     deploy(
         w3,
         sender,

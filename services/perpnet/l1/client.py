@@ -59,8 +59,11 @@ class BatchTooLargeError(L1RevertError):
 
 
 def _reason(exc: ContractLogicError) -> str:
-    text = exc.message or str(exc)
-    return text.removeprefix("execution reverted: ").removeprefix("execution reverted")
+    return _revert_reason(exc.message or str(exc))
+
+
+def _revert_reason(message: str) -> str:
+    return message.removeprefix("execution reverted: ").removeprefix("execution reverted")
 
 
 _MARGIN_CHECK = 30_000_000
@@ -96,8 +99,7 @@ class Sender:
             error = exc.rpc_response.get("error") if isinstance(exc.rpc_response, dict) else None
             message = str(error.get("message", "")) if isinstance(error, dict) else ""
             if message.startswith("execution reverted"):
-                reason = message.removeprefix("execution reverted: ")
-                raise L1RevertError(reason.removeprefix("execution reverted")) from exc
+                raise L1RevertError(_revert_reason(message)) from exc
         try:  # a node without eth_createAccessList
             gas = w3.eth.estimate_gas(tx, "pending")
         except ContractLogicError as exc:

@@ -548,7 +548,8 @@ class BatchAir(Air):
         for h in hs[1:]:
             total = total + h
         out.append(sn - sc - total + h_table)
-        lo, hi = beta - c("tab"), beta - c("tab") - TABLE_ROWS
+        lo = beta - c("tab")
+        hi = lo - TABLE_ROWS
         out.append(h_table * lo * hi - c("mult") * hi - c("mult2") * lo)
         vals = self.lookups(c)
         if len(vals) % 2:

@@ -268,7 +268,7 @@ def _level_starts(mp: uint256, n: uint256, first: uint256, orders: bool) -> uint
 @view
 def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: bool) -> (bytes32, bytes32, uint256):
     """The roots the old and the new leaves imply with the one multiproof at mp, and how
-    many entries had no old leaf: one left-to-right walk; a node is lifted until its
+    many order entries had no old leaf (0 for accounts): one left-to-right walk; a node is lifted until its
     parent is the next key's ancestor, then waits on the stack for its right sibling
     (that ancestor's other child)."""
     assert mp_len >= 10 + 4 * n and mp_len == 10 + 4 * n + 32 * self._u(mp + 6 + 4 * n, 4), "multiproof length does not match its sibling count"
@@ -311,8 +311,6 @@ def _roots(mp: uint256, mp_len: uint256, n: uint256, first: uint256, orders: boo
             a = empty(bytes32)
             if old_len > 0:
                 a = self._leaf_hash(e + 6, old_len)
-            else:
-                fresh += 1
             b = self._leaf_hash(e + 8 + old_len, new_len)
             e += 8 + old_len + new_len
         h: uint256 = 0
@@ -370,7 +368,6 @@ def _check_roots(y: Layout) -> uint256:
         assert new == self._b32(y.s0 + 40), "new accounts: leaves do not open to the root"
     else:
         assert y.acc_proof_len == 0, "accounts multiproof without accounts"
-    fresh = 0  # the accounts' count is _check_accounts' business
     if y.no > 0:
         old, new, fresh = self._roots(y.ord_proof, y.ord_proof_len, y.no, y.orders, True)
         assert old == self._b32(y.old_roots + 32), "old orders: leaves do not open to the root"
