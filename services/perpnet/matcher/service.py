@@ -26,7 +26,7 @@ import grpc
 import grpc.aio
 from prometheus_client import Counter, Histogram
 
-from perpnet.core.encoding import decode_order, encode_order, encode_tx
+from perpnet.core.encoding import decode_signed_order, encode_order, encode_tx
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.events import Event
 from perpnet.core.matching import Fill
@@ -390,8 +390,7 @@ class Matcher(Service[MatcherSettings]):
 
     def received(self, message: matcher_pb2.SignedOrder) -> SignedOrder:
         """Decode strictly, recompute the hash, verify the owner's signature."""
-        order = decode_order(message.order)
-        signed = SignedOrder.received(order, message.signature, self.config.domain)
+        signed = decode_signed_order(message.order, message.signature, self.config.domain)
         signed.verify()
         return signed
 
