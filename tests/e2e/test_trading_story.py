@@ -7,10 +7,12 @@ them, the other withdraws and claims on L1.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from e2e.harness import (
     BTC,
@@ -150,8 +152,14 @@ def test_two_traders_trade_with_leverage_pay_funding_one_is_liquidated_the_other
     _deposit_both(story, alice, bob)
     assert [d["status"] for d in alice.client.deposits()] in (["credited"], ["verified"])
 
-    # 1 BTC at 60,000 on 10,000 of collateral each: 6x leverage
-    _open_long_short(alice, bob, ONE_BTC, PRICE)
+    # 1 BTC at 60,000 on 10,000 of collateral each: 6x leverage; alice listens to her
+    # account stream before she trades, and hears of her new position
+    stream = f"ws://127.0.0.1:{story.plan.gateway_port}/v1/ws/account/0x{alice.address.hex()}"
+    with connect(stream) as ws:
+        _open_long_short(alice, bob, ONE_BTC, PRICE)
+        update = json.loads(ws.recv(timeout=30))
+    assert update["type"] == "account" and update["owner"] == "0x" + alice.address.hex()
+    assert [(p["market_id"], int(p["size"])) for p in update["positions"]] == [(BTC, ONE_BTC)]
     risk = alice.client.account()["risk"]
     notional = PRICE * ONE_BTC // 10**10
     assert int(risk["value"]) * 5 <= notional and not risk["liquidatable"]

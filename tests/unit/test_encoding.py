@@ -17,6 +17,7 @@ from perpnet.core.encoding import (
     encode_account,
     encode_order,
     encode_tx,
+    tx_type,
 )
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import USD
@@ -92,6 +93,17 @@ def test_truncated_or_extended_bytes_are_refused(name: str) -> None:
     for tail in (b"\x00", b"\xff" * 7):
         with pytest.raises(CoreError) as info:
             decode_tx(data + tail, DESK.config.domain)
+        assert info.value.code == ErrorCode.ENCODING
+
+
+def test_the_type_is_read_from_the_tag_alone() -> None:
+    for tx in ALL_TXS.values():
+        assert tx_type(encode_tx(tx)) == TX_TYPES[type(tx)]
+    # the tag only: a body that would not decode still has a type
+    assert tx_type(bytes([TxType.TRADE]) + b"junk") == TxType.TRADE
+    for data in (b"", b"\x00", b"\x0a"):
+        with pytest.raises(CoreError) as info:
+            tx_type(data)
         assert info.value.code == ErrorCode.ENCODING
 
 

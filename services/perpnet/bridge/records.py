@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from perpnet.bridge import metrics
 from perpnet.bridge.statement import Statement
 from perpnet.core.batch import PublicInputs
-from perpnet.core.encoding import decode_account, decode_tx
-from perpnet.core.txs import ForcedWithdrawal, Withdraw
+from perpnet.core.encoding import decode_account, decode_tx, tx_type
+from perpnet.core.txs import ForcedWithdrawal, TxType, Withdraw
 from perpnet.core.typed_data import Domain
 from perpnet.runtime.models import (
     BatchRecord,
@@ -49,6 +49,8 @@ def advance_withdrawal(record: WithdrawalRecord, status: WithdrawalStatus, at_ms
 
 # ------------------------------------------------------------------ batches
 
+_WITHDRAWING = (TxType.WITHDRAW, TxType.FORCED_WITHDRAWAL)
+
 
 def track_withdrawals(session: Session, batch_id: int, domain: Domain) -> int | None:
     """Record the batch's withdrawals (requested, then batched); None if the batch is not cut."""
@@ -69,6 +71,8 @@ def track_withdrawals(session: Session, batch_id: int, domain: Domain) -> int | 
     ).all()
     count = 0
     for seq, raw, received_ms in entries:
+        if tx_type(raw) not in _WITHDRAWING:
+            continue
         tx = decode_tx(raw, domain)
         if isinstance(tx, Withdraw):
             amount = tx.amount

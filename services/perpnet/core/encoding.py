@@ -29,6 +29,7 @@ from perpnet.core.txs import (
     Trade,
     Transfer,
     Tx,
+    TxType,
     Withdraw,
 )
 from perpnet.core.typed_data import Domain
@@ -130,7 +131,7 @@ _SCHEMAS: dict[type, tuple[tuple[str, str], ...]] = {
     ForcedWithdrawal: (("timestamp_ms", "u64"), ("request_id", "u64"), ("owner", "addr"),
                        ("subaccount", "u32"), ("amount", "u128"), ("recipient", "addr")),
 }  # fmt: skip
-_BY_TAG: dict[int, type] = {TX_TYPES[cls]: cls for cls in _SCHEMAS}
+_BY_TAG = {TX_TYPES[cls]: cls for cls in _SCHEMAS}
 
 
 # Each schema is compiled once into a _Layout: runs of fixed-width fields are one
@@ -409,13 +410,20 @@ def encode_tx(tx: Tx) -> bytes:
     return b"".join(parts)
 
 
-def decode_tx(data: bytes, domain: Domain) -> Tx:
-    """Strict inverse of encode_tx; order hashes are recomputed, never read."""
+def tx_type(data: bytes) -> TxType:
+    """The type of an encoded transaction, read from its tag alone: a reader that wants
+    one kind skips decoding (and hashing the orders of) every other."""
     if not data:
         _refuse_encoding("truncated encoding")
-    cls = _BY_TAG.get(data[0])
-    if cls is None:
+    try:
+        return TxType(data[0])
+    except ValueError:
         _refuse_encoding("unknown transaction type")
+
+
+def decode_tx(data: bytes, domain: Domain) -> Tx:
+    """Strict inverse of encode_tx; order hashes are recomputed, never read."""
+    cls = _BY_TAG[tx_type(data)]
     out: list[Any] = []
     if _TX_LAYOUTS[cls].read(data, 1, domain, out) != len(data):
         _refuse_encoding("trailing bytes")

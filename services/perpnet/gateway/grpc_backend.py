@@ -44,7 +44,7 @@ from perpnet.gateway.ports import (
 from perpnet.gateway.records import DatabaseRecords
 from perpnet.gateway.schemas import MAX_BATCH_ORDERS, BookOut, TradeOut, jsonable
 from perpnet.gateway.settings import GatewaySettings
-from perpnet.gateway.streams import Hub, book_topic, trades_topic
+from perpnet.gateway.streams import Hub, account_topic, book_topic, trades_topic
 from perpnet.proto.v1 import matcher_pb2 as mpb
 from perpnet.proto.v1 import matcher_pb2_grpc, sequencer_pb2_grpc
 from perpnet.proto.v1 import sequencer_pb2 as spb
@@ -53,6 +53,8 @@ from perpnet.runtime import topics
 from perpnet.runtime.channels import is_serving, open_channel
 
 T = TypeVar("T")
+ACCOUNT_PREFIX = account_topic(b"")  # every account's topic starts with it
+ACCOUNT_IDLE_S = 0.25
 log = logging.getLogger("perpnet.gateway")
 DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -296,22 +298,35 @@ class GrpcBackend:
                     hub.publish(book_topic(m.market_id), jsonable(BookOut.of(book)))
 
     async def _accounts(self, hub: Hub) -> None:
-        """Tail the committed-tx log; send new account states to their listeners."""
+        """Tail the committed-tx log; send new account states to their listeners.
+
+        While nobody listens to an account, only the log's last id is kept, every
+        ACCOUNT_IDLE_S, instead of reading every transaction; a listener who arrives
+        is served from the last id kept before it came, so it misses nothing."""
+
+        def idle() -> bool:
+            return not any(t.startswith(ACCOUNT_PREFIX) for t in hub.topics())
+
         cursor = "$"
         while True:
+            if idle():
+                last: Any = await self.redis.xrevrange(topics.TXLOG, count=1)
+                if idle():  # still: whoever comes next comes after this id
+                    cursor = last[0][0] if last else "0-0"
+                    await asyncio.sleep(ACCOUNT_IDLE_S)
+                    continue
             reply: Any = await self.redis.xread({topics.TXLOG: cursor}, count=100, block=1000)
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     cursor = entry_id
-                    listening = hub.topics()
-                    if not any(t.startswith("account:") for t in listening):
+                    if idle():
                         continue
                     try:
                         tx = decode_tx(fields[b"tx"], self.domain)
                     except (CoreError, KeyError):
                         log.warning("undecodable txlog entry", extra={"id": entry_id})
                         continue
-                    await publish_accounts(hub, self.sequencer, self.markets, tx, listening)
+                    await publish_accounts(hub, self.sequencer, self.markets, tx, hub.topics())
 
 
 async def _forever(feed: Callable[[Hub], Awaitable[None]], hub: Hub) -> None:

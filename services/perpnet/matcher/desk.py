@@ -215,11 +215,15 @@ class OrderDesk:
 
     async def place(self, signed: SignedOrder, at_ms: int | None = None) -> Outcome:
         """Place in the next micro-batch; answered once it is committed and written."""
+        return await self.queue(signed, at_ms)
+
+    def queue(self, signed: SignedOrder, at_ms: int | None = None) -> asyncio.Future[Outcome]:
+        """`place` without a coroutine per order: the future of its answer."""
         placing = _Placing(signed, at_ms, asyncio.get_running_loop().create_future())
         self._intake.append(placing)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
-        return await placing.answer
+        return placing.answer
 
     async def _drain(self) -> None:
         while self._intake:

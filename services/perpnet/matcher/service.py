@@ -16,6 +16,7 @@ book is rebuilt from the database before the service reports SERVING.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -353,8 +354,8 @@ class Matcher(Service[MatcherSettings]):
         micro-batch when nothing else is queued; the desk runs the margin check just before
         placing each, so earlier orders count); an outcome or refusal for each."""
         started = time.perf_counter()
-        checked = [await self._verified(m) for m in messages]
-        placing = [self.desk.place(s) for s in checked if isinstance(s, SignedOrder)]
+        checked = [self._verified(m) for m in messages]
+        placing = [self.desk.queue(s) for s in checked if isinstance(s, SignedOrder)]
         placed = iter(await asyncio.gather(*placing, return_exceptions=True))
         outcomes: list[Outcome | CoreError] = []
         for signed in checked:
@@ -362,9 +363,9 @@ class Matcher(Service[MatcherSettings]):
             if isinstance(outcome, BaseException) and not isinstance(outcome, CoreError):
                 raise outcome
             outcomes.append(outcome)
-            ORDERS.labels(
-                "place", outcome.code.value if isinstance(outcome, CoreError) else "ok"
-            ).inc()
+        labels = (o.code.value if isinstance(o, CoreError) else "ok" for o in outcomes)
+        for label, count in collections.Counter(labels).items():
+            ORDERS.labels("place", label).inc(count)
         self.observe_matching()
         took = time.perf_counter() - started
         for outcome in outcomes:
@@ -372,7 +373,7 @@ class Matcher(Service[MatcherSettings]):
                 ORDER_ACK.labels("place").observe(took)
         return outcomes
 
-    async def _verified(self, message: matcher_pb2.SignedOrder) -> SignedOrder | CoreError:
+    def _verified(self, message: matcher_pb2.SignedOrder) -> SignedOrder | CoreError:
         try:
             signed = self.received(message)
         except CoreError as exc:
