@@ -7,6 +7,7 @@ them, the other withdraws and claims on L1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from e2e.harness import (
     running_devnet,
     wait_for,
 )
+from perpnet.client.sdk import GatewayError
 from perpnet.core.markets import USD
 from perpnet.core.txs import Deleverage, FundingTick, Liquidate, Withdraw
 
@@ -160,6 +162,13 @@ def test_two_traders_trade_with_leverage_pay_funding_one_is_liquidated_the_other
         update = json.loads(ws.recv(timeout=30))
     assert update["type"] == "account" and update["owner"] == "0x" + alice.address.hex()
     assert [(p["market_id"], int(p["size"])) for p in update["positions"]] == [(BTC, ONE_BTC)]
+    # an order signed by someone else is refused by the matcher, as a 401 at the gateway
+    forged = alice.client.sign_order(BTC, True, ONE_BTC, PRICE // 2)
+    forged = dataclasses.replace(forged, signature=bob.client.key.sign(forged.hash))
+    with pytest.raises(GatewayError) as refused:
+        alice.client.post("/v1/orders", alice.client.order_body(forged))
+    assert (refused.value.status, refused.value.code) == (401, "BAD_SIGNATURE")
+    assert alice.client.orders() == []
     risk = alice.client.account()["risk"]
     notional = PRICE * ONE_BTC // 10**10
     assert int(risk["value"]) * 5 <= notional and not risk["liquidatable"]

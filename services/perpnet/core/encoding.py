@@ -16,7 +16,14 @@ from typing import Any, NoReturn
 
 from perpnet.core.accounts import Account, Position
 from perpnet.core.errors import CoreError, ErrorCode
-from perpnet.core.orders import Order, OrderKind, SelfTrade, SignedOrder, TimeInForce
+from perpnet.core.orders import (
+    Order,
+    OrderKind,
+    SelfTrade,
+    SignedOrder,
+    TimeInForce,
+    typed_digest,
+)
 from perpnet.core.txs import (
     TX_TYPES,
     Deleverage,
@@ -360,7 +367,8 @@ def _positional(cls: Callable[..., Any]) -> Callable[[list[Any], Domain], Any]:
 
 def _signed_order(fields: list[Any], domain: Domain) -> SignedOrder:
     """The hash is recomputed in the reader's domain, never read."""
-    return SignedOrder.received(Order(*fields[:-1]), fields[-1], domain)
+    order = Order(*fields[:-1])
+    return SignedOrder(order, fields[-1], typed_digest(order, domain))
 
 
 _VARIABLE: dict[str, tuple[Step, Emit]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from perpnet.core.crypto import PrivateKey, recover
 from perpnet.core.errors import CoreError, ErrorCode, require
@@ -140,6 +141,18 @@ class Order:
         if self.is_buy == stop:
             return oracle_price >= self.trigger_price
         return oracle_price <= self.trigger_price
+
+
+@lru_cache(maxsize=1 << 14)
+def typed_digest(order: Order, domain: Domain) -> bytes:
+    """`order.digest(domain)`, computed once per process: the decoder hashes each order of
+    a trade, and the state machine checks that hash again on the order's first fill.
+
+    Only for orders whose field types are exact (decoded from bytes, or passed
+    check_fields): 1 == True, so an order with is_buy=1 would find the entry of
+    its twin with True instead of being refused by Order.digest.
+    """
+    return order.digest(domain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from perpnet.core.events import (
     WithdrawalEmitted,
 )
 from perpnet.core.markets import PPM, Market, MarketSet
-from perpnet.core.orders import MARKET_KINDS, Order, SignedOrder, TimeInForce
+from perpnet.core.orders import MARKET_KINDS, Order, SignedOrder, TimeInForce, typed_digest
 from perpnet.core.smt import ProofFootprint, SparseMerkleTree
 from perpnet.core.txs import (
     Deleverage,
@@ -525,7 +525,7 @@ class ExchangeState:
             # first fill: the hash must be this body's digest in this domain, signed by its owner
             # (with authenticated=True the sequencer has checked both at admission)
             if verify:
-                if order.digest(self.config.domain) != signed.hash:
+                if typed_digest(order, self.config.domain) != signed.hash:  # check_fields ran
                     raise CoreError(ErrorCode.BAD_SIGNATURE, "order hash does not match its fields")
                 signed.verify()
             if len(self.order_fills) + 2 > 1 << self.config.tree_depth:  # room for a pair

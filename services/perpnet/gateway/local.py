@@ -81,6 +81,7 @@ class LocalExchange:
     # ---------------------------------------------------------------- Matcher
 
     async def place(self, order: SignedOrder) -> OrderAck:
+        order.verify()  # as the matcher service does
         self.state.account_of(order.order.owner, order.order.subaccount)  # UNKNOWN_ACCOUNT
         before = self.engine.snapshot()
         now = self.clock()
@@ -98,6 +99,7 @@ class LocalExchange:
         return acks
 
     async def amend(self, old_hash: bytes, order: SignedOrder) -> OrderAck:
+        order.verify()
         before = self.engine.snapshot()
         now = self.clock()
         result = self.engine.amend(old_hash, order, now, position=self._position(order))

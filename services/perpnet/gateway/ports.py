@@ -131,6 +131,8 @@ def decode_globals(
 
 
 class Matcher(Protocol):
+    """Orders reach it unverified: it refuses a bad signature (BAD_SIGNATURE) before anything."""
+
     async def place(self, order: SignedOrder) -> OrderAck: ...
 
     async def place_many(self, orders: Sequence[SignedOrder]) -> list[OrderAck | Exception]:
