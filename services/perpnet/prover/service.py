@@ -37,12 +37,10 @@ import grpc.aio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from perpnet.core.batch import Batch
 from perpnet.core.snapshot import SnapshotError
-from perpnet.core.state import ExchangeState
 from perpnet.proto.v1 import prover_pb2, prover_pb2_grpc
 from perpnet.prover import metrics
-from perpnet.prover.replica import BatchReplica, PreparedBatch, RecordedBatch, ReplicaDivergedError
+from perpnet.prover.replica import BatchReplica, RecordedBatch, ReplicaDivergedError
 from perpnet.runtime import topics
 from perpnet.runtime.config import ConfigError, Range
 from perpnet.runtime.db import Database
@@ -51,7 +49,7 @@ from perpnet.runtime.grpc_server import Service, run_service
 from perpnet.runtime.models import BatchRecord, BatchStatus, ProofRecord
 from perpnet.runtime.redis import Job, StreamGroup, connect, ping
 from perpnet.runtime.sequencer_client import SequencerClient
-from perpnet.stark.batch_proof import BatchProof, prepare_batch, prove_prepared
+from perpnet.stark.batch_proof import BatchProof, prove_prepared
 from perpnet.stark.errors import StarkProverError
 from perpnet.stark.params import DEFAULT_PARAMS
 
@@ -80,10 +78,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _prove_batch(pre_state: ExchangeState, batch: Batch) -> tuple[BatchProof, int]:
+def _prove_next(replica: BatchReplica, recorded: RecordedBatch) -> tuple[BatchProof, int]:
     """The proof, and how many of its trace's rows the batch filled (the rest is padding
     up to a power of two: the prover's work follows the trace, not the batch)."""
-    prepared = prepare_batch(pre_state, batch)
+    prepared = replica.prove_next(recorded)
     return prove_prepared(prepared, DEFAULT_PARAMS), prepared.witness.rows_used
 
 
@@ -237,12 +235,9 @@ class ProverService(Service[ProverSettings]):
 
     async def _prove(self, batch_id: int) -> None:
         try:
-            prepared = await self._prepare(batch_id)
-            assert prepared.pre_state is not None
+            recorded = await self._prepare(batch_id)
             started = time.perf_counter()
-            proof, rows_used = await asyncio.to_thread(
-                _prove_batch, prepared.pre_state, prepared.batch
-            )
+            proof, rows_used = await asyncio.to_thread(_prove_next, self.replica, recorded)
             seconds = time.perf_counter() - started
         except (StarkProverError, ReplicaDivergedError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
@@ -277,18 +272,21 @@ class ProverService(Service[ProverSettings]):
         )
         await self.proofs.add({"batch_id": batch_id, "prover": self.consumer}, PROOFS_MAXLEN)
 
-    async def _prepare(self, batch_id: int) -> PreparedBatch:
-        """The batch and the state before it: replay the earlier batches (after a checkpoint)."""
+    async def _prepare(self, batch_id: int) -> RecordedBatch:
+        """The batch as recorded, the replica just before it: the earlier batches replayed
+        (after a checkpoint)."""
         await self._skip_ahead(batch_id)
         if self.replica.next_batch_id > batch_id:
             self.replica.reset()
         while True:
             current = self.replica.next_batch_id
             reply = await self.sequencer.batch(current, with_txs=True)
-            recorded = RecordedBatch(reply.batch_id, reply.public_inputs, tuple(reply.txs))
-            prepared = self.replica.advance(recorded, keep_pre_state=current == batch_id)
+            recorded = RecordedBatch(
+                reply.batch_id, reply.public_inputs, tuple(reply.txs), reply.state_diff
+            )
             if current == batch_id:
-                return prepared
+                return recorded
+            self.replica.advance(recorded)
 
     async def _skip_ahead(self, batch_id: int) -> None:
         """Stand at the newest checkpoint before `batch_id` if it saves replaying batches."""

@@ -86,14 +86,19 @@ class Prepared:
 
 
 def prepare_batch(
-    state_before: ExchangeState, batch: Batch, markets: MarketSet | None = None
+    state_before: ExchangeState,
+    batch: Batch,
+    markets: MarketSet | None = None,
+    *,
+    in_place: bool = False,
 ) -> Prepared:
-    """Replay `batch` on a copy of `state_before` and derive the statement.
+    """Replay `batch` on a copy of `state_before` (`in_place`: on it, which ends after the
+    batch, or part way if this raises) and derive the statement.
 
     Raises StarkProverError if the core refuses a transaction, the replay does not
     reach the batch's new root, or a value lies outside the AIR's bounds.
     """
-    state = copy.deepcopy(state_before)
+    state = state_before if in_place else copy.deepcopy(state_before)
     if state.root() != batch.diff.old_root:
         raise StarkProverError("the given state is not the batch's pre-state")
     ids = [a.account_id for a in batch.diff.accounts]
