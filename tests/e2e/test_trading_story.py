@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from e2e.harness import (
     BTC,
@@ -54,6 +56,17 @@ def _open_long_short(long: Trader, short: Trader, size: int, price: int) -> None
     assert [(int(f["size"]), int(f["price"])) for f in take["fills"]] == [(size, price)]
     assert take["fills"][0]["maker_hash"] == rest["order_hash"]
     assert long.size() == size and short.size() == -size
+
+
+def _heard_until(
+    ws: ClientConnection, done: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """Messages from a WebSocket up to the first that is `done` (TimeoutError if none)."""
+    deadline = time.monotonic() + timeout_s
+    heard: list[dict[str, Any]] = []
+    while not heard or not done(heard[-1]):
+        heard.append(json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic()))))
+    return heard
 
 
 def _all_verified(devnet: Devnet, timeout_s: float = 90.0) -> int:
@@ -159,9 +172,10 @@ def test_two_traders_trade_with_leverage_pay_funding_one_is_liquidated_the_other
     stream = f"ws://127.0.0.1:{story.plan.gateway_port}/v1/ws/account/0x{alice.address.hex()}"
     with connect(stream) as ws:
         _open_long_short(alice, bob, ONE_BTC, PRICE)
-        update = json.loads(ws.recv(timeout=30))
-    assert update["type"] == "account" and update["owner"] == "0x" + alice.address.hex()
-    assert [(p["market_id"], int(p["size"])) for p in update["positions"]] == [(BTC, ONE_BTC)]
+        updates = _heard_until(ws, lambda u: bool(u["positions"]))
+    # (the feed may first resend her deposit's update, committed just before she listened)
+    assert {(u["type"], u["owner"]) for u in updates} == {("account", "0x" + alice.address.hex())}
+    assert [(p["market_id"], int(p["size"])) for p in updates[-1]["positions"]] == [(BTC, ONE_BTC)]
     # an order signed by someone else is refused by the matcher, as a 401 at the gateway
     forged = alice.client.sign_order(BTC, True, ONE_BTC, PRICE // 2)
     forged = dataclasses.replace(forged, signature=bob.client.key.sign(forged.hash))

@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 
 from perpnet.bench.stf import workload
-from perpnet.core.batch import Batch, BatchBuilder, encode_diff
+from perpnet.core.batch import Batch, BatchBuilder, PublicInputs, encode_diff
 from perpnet.core.encoding import encode_tx
 from perpnet.core.state import ExchangeState
-from perpnet.prover.replica import BatchReplica, RecordedBatch
+from perpnet.prover.replica import BatchReplica, RecordedBatch, ReplicaDivergedError
 from perpnet.stark.batch_bench import fresh_prices
 from perpnet.stark.errors import StarkProverError
 
@@ -62,22 +62,47 @@ def test_proving_from_the_record_ends_where_replaying_does() -> None:
     assert _view(proven.builder.state) == _view(replayed.builder.state)
 
 
-@pytest.mark.parametrize("tamper", ["drop a tx", "other diff", "wrong batch"])
+def _inputs(record: RecordedBatch, **changes: object) -> RecordedBatch:
+    inputs = dataclasses.replace(PublicInputs.decode(record.public_inputs), **changes)
+    return dataclasses.replace(record, public_inputs=inputs.encode())
+
+
+def _tampered(records: list[RecordedBatch], tamper: str) -> RecordedBatch:
+    record = records[1]
+    inputs = PublicInputs.decode(record.public_inputs)
+    if tamper == "drop a tx":
+        return dataclasses.replace(record, txs=record.txs[:-1])
+    if tamper == "other diff":
+        return dataclasses.replace(record, state_diff=records[2].state_diff)
+    if tamper == "undecodable diff":
+        return dataclasses.replace(record, state_diff=record.state_diff[:-1])
+    if tamper == "batch id":
+        return _inputs(record, batch_id=7)
+    # the proof binds a withdrawal's amount, not its recipient: only the replay sees this
+    first, *rest = inputs.withdrawals
+    assert first.recipient != b"\xee" * 20
+    redirected = (dataclasses.replace(first, recipient=b"\xee" * 20), *rest)
+    return _inputs(record, withdrawals=redirected)
+
+
+TAMPERS = ["drop a tx", "other diff", "undecodable diff", "batch id", "withdrawal recipient"]
+
+
+@pytest.mark.parametrize("tamper", TAMPERS)
 def test_a_record_that_does_not_replay_to_itself_is_refused(tamper: str) -> None:
     replica, records = _records()
     replica.prove_next(records[0])
-    record = records[1]
-    if tamper == "drop a tx":
-        record = dataclasses.replace(record, txs=record.txs[:-1])
-    elif tamper == "other diff":
-        record = dataclasses.replace(record, state_diff=records[2].state_diff)
-    else:
-        with pytest.raises(ValueError, match="not the next"):
-            replica.prove_next(records[2])
-        assert replica.next_batch_id == 1  # untouched
-        return
-    with pytest.raises(StarkProverError):
-        replica.prove_next(record)
-    assert replica.next_batch_id == 0  # back at genesis: the state was part way through
-    for good in records:  # and replays from there
+    with pytest.raises((StarkProverError, ReplicaDivergedError)):
+        replica.prove_next(_tampered(records, tamper))
+    # refused before replaying: untouched; after: back at genesis (maybe part way through)
+    assert replica.next_batch_id == (1 if tamper == "undecodable diff" else 0)
+    for good in records[replica.next_batch_id :]:  # and goes on from there
         replica.prove_next(good)
+
+
+def test_only_the_next_batch_is_proven() -> None:
+    replica, records = _records()
+    replica.prove_next(records[0])
+    with pytest.raises(ValueError, match="not the next"):
+        replica.prove_next(records[2])
+    assert replica.next_batch_id == 1  # untouched

@@ -221,9 +221,23 @@ def test_a_signed_order_as_received_is_the_order_decoded_then_hashed() -> None:
         FundingTick(1, ((0, 2**63),)),
         FundingTick(1, tuple((m, 0) for m in range(256))),
         dataclasses.replace(ALL_TXS["oracle"], timestamp_ms=-1),
+        # a bad value in a run of fields that also holds a 128-bit one
+        dataclasses.replace(ALL_TXS["withdraw"], nonce=2**64),
+        dataclasses.replace(ALL_TXS["deposit"], subaccount=1.0),
+        dataclasses.replace(
+            ALL_TXS["trade"],
+            maker=dataclasses.replace(MAKER, order=dataclasses.replace(MAKER.order, nonce=2**64)),
+        ),
+        dataclasses.replace(
+            ALL_TXS["oracle"],
+            observations=(dataclasses.replace(ALL_TXS["oracle"].observations[0], timestamp_ms=-1),),
+        ),
     ],
-    ids=["u128-over", "u128-neg", "u32-over", "addr-19", "sig-64", "i64-over", "256-rates", "neg"],
-)
+    ids=[
+        "u128-over", "u128-neg", "u32-over", "addr-19", "sig-64", "i64-over", "256-rates", "neg",
+        "u64-over-beside-u128", "float", "order-u64-over", "price-neg",
+    ],
+)  # fmt: skip
 def test_unencodable_values_are_refused(tx: Tx) -> None:
     with pytest.raises(CoreError) as info:
         encode_tx(tx)

@@ -9,7 +9,7 @@ from perpnet.core.accounts import INSURANCE_FUND_ID, SYSTEM_OWNER
 from perpnet.core.errors import ErrorCode
 from perpnet.core.events import Liquidated
 from perpnet.core.markets import USD
-from perpnet.core.orders import SignedOrder
+from perpnet.core.orders import SignedOrder, typed_digest
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Deleverage, Deposit, FundingTick, Liquidate, Trade
 from perpnet.core.typed_data import Domain
@@ -46,6 +46,19 @@ def test_an_order_body_cannot_change_under_its_hash(desk: Desk, reject) -> None:
     )
     ask = desk.order(BOB, BTC, False, CENT_BTC, 60_000 * USD)
     reject(state, Trade(desk.tick(), lying, ask, CENT_BTC, 60_000 * USD), ErrorCode.BAD_SIGNATURE)
+
+
+def test_an_order_equal_to_a_hashed_one_but_of_other_types_is_refused(desk: Desk, reject) -> None:
+    """The first-fill hash check reads a memo keyed by the order; 1 == True, so a twin with
+    is_buy=1 would find the real order's entry: the exact field types are checked first."""
+    state = funded(desk, (ALICE, 10_000 * USD), (BOB, 10_000 * USD))
+    bid = desk.order(ALICE, BTC, True, CENT_BTC, P50K)
+    ask = desk.order(BOB, BTC, False, CENT_BTC, P50K)
+    typed_digest(bid.order, desk.config.domain)  # the memo holds the real order
+    twin = SignedOrder(dataclasses.replace(bid.order, is_buy=1), bid.signature, bid.hash)
+    assert twin.order == bid.order
+    reject(state, Trade(desk.tick(), twin, ask, CENT_BTC, P50K), ErrorCode.INVALID_FIELD)
+    state.apply(Trade(desk.tick(), bid, ask, CENT_BTC, P50K))  # the real one fills
 
 
 def test_orders_signed_for_another_deployment_are_refused(reject) -> None:

@@ -69,7 +69,7 @@ class Account:
 
     def __deepcopy__(self, memo: dict[int, object]) -> Account:
         """Every field but the positions is immutable: `clone` is a deep copy, ~20x faster
-        than the generic one (the prover copies the whole state once per batch)."""
+        than the generic one (prepare_batch copies the whole state, unless in place)."""
         twin = memo[id(self)] = self.clone()
         return twin
 

@@ -7,6 +7,7 @@ every value has exactly one encoding, and decoding refuses anything else
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from functools import lru_cache
@@ -224,7 +225,9 @@ def _encoder(kind: str) -> Convert | None:
 
 
 def _struct(kinds: list[str]) -> struct.Struct:
-    return struct.Struct(">" + "".join(_FORMATS.get(k, "B") for k in kinds))  # enums: "B"
+    """The run's struct format (a KeyError at import names a kind no one encodes)."""
+    formats = ("B" if kind.startswith("enum:") else _FORMATS[kind] for kind in kinds)
+    return struct.Struct(">" + "".join(formats))
 
 
 def _fixed_bytes(kinds: list[str]) -> int:
@@ -252,17 +255,17 @@ def _fixed_step(kinds: list[str]) -> tuple[Step, Emit]:
         out.extend(values)
         return end
 
-    def emit(parts: list[bytes], values: Any) -> None:
-        values = list(values)
+    def emit(parts: list[bytes], given: Any) -> None:
+        values = list(given)
         for i, convert in encoders:
             values[i] = convert(values[i])
         try:
             parts.append(layout.pack(*values))
         except struct.error:
-            for kind, value in zip(kinds, values, strict=True):
-                if kind in _WIDTHS:
-                    Writer().int(kind, value)  # raises the precise message
-            raise CoreError(ErrorCode.ENCODING, f"cannot encode {values!r}") from None
+            for kind, value in zip(kinds, given, strict=True):
+                if kind in _WIDTHS and type(value) is int:
+                    Writer().int(kind, value)  # raises "... does not fit ..."
+            raise CoreError(ErrorCode.ENCODING, f"cannot encode {given!r} as {kinds}") from None
 
     return read, emit
 
@@ -361,7 +364,13 @@ def _optional(item: tuple[Step, Emit]) -> tuple[Step, Emit]:
     return read, emit
 
 
-def _positional(cls: Callable[..., Any]) -> Callable[[list[Any], Domain], Any]:
+Schema = tuple[tuple[str, str], ...]
+
+
+def _positional(cls: type, schema: Schema) -> Callable[[list[Any], Domain], Any]:
+    """cls(*fields): the schema must list the dataclass's fields in their order."""
+    if [f.name for f in dataclasses.fields(cls)] != [name for name, _ in schema]:
+        raise AssertionError(f"the {cls.__name__} schema is not its fields, in order")
     return lambda fields, _domain: cls(*fields)
 
 
@@ -372,7 +381,7 @@ def _signed_order(fields: list[Any], domain: Domain) -> SignedOrder:
 
 
 _VARIABLE: dict[str, tuple[Step, Emit]] = {}
-_ORDER = _Layout(_ORDER_SCHEMA, _positional(Order))
+_ORDER = _Layout(_ORDER_SCHEMA, _positional(Order, _ORDER_SCHEMA))
 _SIGNED_ORDER = _Layout(
     (*_ORDER_SCHEMA, ("signature", "sig")),
     _signed_order,
@@ -405,11 +414,11 @@ def decode_signed_order(order: bytes, signature: bytes, domain: Domain) -> Signe
 
 _VARIABLE["order"] = (_read_signed_order, _SIGNED_ORDER.emit)
 _VARIABLE["order?"] = _optional(_VARIABLE["order"])
-_VARIABLE["prices"] = _counted(_Layout(_PRICE_SCHEMA, _positional(SignedPrice)))
+_VARIABLE["prices"] = _counted(_Layout(_PRICE_SCHEMA, _positional(SignedPrice, _PRICE_SCHEMA)))
 _VARIABLE["rates"] = _counted(
     _Layout((("market_id", "u16"), ("rate", "i64")), lambda f, _d: tuple(f), itemgetter(0, 1))
 )
-_TX_LAYOUTS = {cls: _Layout(schema, _positional(cls)) for cls, schema in _SCHEMAS.items()}
+_TX_LAYOUTS = {cls: _Layout(schema, _positional(cls, schema)) for cls, schema in _SCHEMAS.items()}
 
 
 def encode_tx(tx: Tx) -> bytes:

@@ -89,7 +89,7 @@ class Order:
 
     def __deepcopy__(self, memo: dict[int, object]) -> Order:
         """Frozen, with immutable fields: shared, not copied (a state holds every order
-        ever filled, and the prover copies the state once per batch)."""
+        ever filled, and prepare_batch copies it, unless in place)."""
         return self
 
     def fields(self) -> tuple[int | bool | bytes, ...]:

@@ -81,7 +81,7 @@ class SparseMerkleTree:
 
     def __deepcopy__(self, memo: dict[int, object]) -> SparseMerkleTree:
         """Indices and hashes are immutable: copying the maps copies the tree, ~30x faster
-        than the generic walk (the prover copies the whole state once per batch)."""
+        than the generic walk (prepare_batch copies the whole state, unless in place)."""
         twin = memo[id(self)] = self.copy()
         return twin
 

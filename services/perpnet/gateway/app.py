@@ -3,8 +3,9 @@
 Every write is signed: the gateway rebuilds the core object from the posted
 fields, recomputes its typed-data digest, checks it statically and checks the
 signature before anything is forwarded, so a bad request is refused here and
-changes nothing anywhere. Reads come from the sequencer's state (or a replica)
-and from the runtime tables.
+changes nothing anywhere; an order's signature is the matcher's to check (it
+must anyway), and its refusal comes back as the same 401. Reads come from the
+sequencer's state (or a replica) and from the runtime tables.
 """
 
 from __future__ import annotations

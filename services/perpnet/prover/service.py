@@ -4,9 +4,10 @@ Each worker reads topics.BATCHES as consumer `consumer` of the `topics.PROVERS`
 group. For a batch it fetches the transactions (sequencer GetBatch with_txs),
 brings its replica to the state before the batch (from the sequencer's newest
 checkpoint before it when that saves replaying batches, else by replaying
-them: a checkpoint that does not restore is skipped), proves the batch with
-perpnet.stark.batch_proof.prove_batch, stores the proof (proofs table; the
-batch becomes PROVEN), acknowledges the job and announces it on topics.PROOFS.
+them: a checkpoint that does not restore is skipped), proves the batch from its
+record (the replica's `prove_next`: one replay both builds the witness and moves
+the replica past the batch), stores the proof (proofs table; the batch becomes
+PROVEN), acknowledges the job and announces it on topics.PROOFS.
 
 A worker killed mid-proof leaves its job pending; another takes it over with
 XAUTOCLAIM once it has been idle for `reclaim_after_s`. While proving, a worker

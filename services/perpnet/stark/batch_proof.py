@@ -21,7 +21,7 @@ from perpnet.core.markets import MarketSet
 from perpnet.core.state import ExchangeState, StateDiff
 from perpnet.stark.batch_air import BatchAir
 from perpnet.stark.batch_statement import StatementExtras, derive_public
-from perpnet.stark.batch_trace import Witness, build_witness, set_multiplicities
+from perpnet.stark.batch_trace import Apply, Witness, build_witness, set_multiplicities
 from perpnet.stark.errors import ProofFormatError, StarkProverError, StarkVerificationError
 from perpnet.stark.params import DEFAULT_PARAMS, ProofParams
 from perpnet.stark.prover import prove
@@ -91,9 +91,10 @@ def prepare_batch(
     markets: MarketSet | None = None,
     *,
     in_place: bool = False,
+    apply: Apply | None = None,
 ) -> Prepared:
     """Replay `batch` on a copy of `state_before` (`in_place`: on it, which ends after the
-    batch, or part way if this raises) and derive the statement.
+    batch, or part way if this raises; `apply`: build_witness's) and derive the statement.
 
     Raises StarkProverError if the core refuses a transaction, the replay does not
     reach the batch's new root, or a value lies outside the AIR's bounds.
@@ -106,7 +107,7 @@ def prepare_batch(
     acc_proof = state.account_tree.multiproof(ids).to_bytes() if ids else b""
     ord_proof = state.order_tree.multiproof(slots).to_bytes() if slots else b""
     old_a, old_o = state.account_tree.root(), state.order_tree.root()
-    witness = build_witness(state, batch.txs)
+    witness = build_witness(state, batch.txs, apply)
     if state.root() != batch.diff.new_root:
         raise StarkProverError("replaying the batch does not reach its new root")
     extras = StatementExtras(

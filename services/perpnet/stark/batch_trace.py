@@ -9,14 +9,15 @@ the core's resulting accounts, so a mismatch is an error, never a silent proof.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from perpnet.core.accounts import FEE_POOL_ID, FIRST_USER_ID, INSURANCE_FUND_ID, Account
 from perpnet.core.errors import CoreError
-from perpnet.core.events import Deleveraged, Filled, Liquidated, WithdrawalEmitted
+from perpnet.core.events import Deleveraged, Event, Filled, Liquidated, WithdrawalEmitted
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import (
     Deleverage,
@@ -400,9 +401,14 @@ def _check_amount(value: int, what: str) -> None:
         raise StarkProverError(f"{what} {value} is beyond the AIR's [0, 2^44) bound")
 
 
+Apply = Callable[[Tx], tuple[Event, ...]]
+"""How the witness applies a transaction to its state (raising CoreError if refused)."""
+
+
 class _Builder:
-    def __init__(self, state: ExchangeState) -> None:
+    def __init__(self, state: ExchangeState, apply: Apply | None = None) -> None:
         self.state = state
+        self.apply_tx = apply or partial(state.apply, authenticated=True)
         self.consts = market_constants(state.markets)
         self.ids = [c.market_id for c in self.consts]
         self.cols = Columns(len(self.consts))
@@ -532,7 +538,7 @@ class _Builder:
         self.ledger(INSURANCE_FUND_ID)
         self.ledger(FEE_POOL_ID)
         pool = st.accounts[FEE_POOL_ID].collateral
-        (event,) = st.apply(tx, authenticated=True)
+        (event,) = self.apply_tx(tx)
         assert isinstance(event, Liquidated) and event.counterparty == cp
         maker_fee = st.accounts[FEE_POOL_ID].collateral - pool
         i = self.ids.index(tx.market_id)
@@ -557,10 +563,9 @@ class _Builder:
         self.rows.margin(cp, self.ledgers[cp], bool(mi), (i, -sign))
 
     def deleverage(self, tx: Deleverage) -> None:
-        st = self.state
         self.ledger(tx.account_id)
         self.ledger(tx.offset_account_id)
-        (event,) = st.apply(tx, authenticated=True)
+        (event,) = self.apply_tx(tx)
         assert isinstance(event, Deleveraged)
         i = self.ids.index(tx.market_id)
         lots = abs(event.delta) // self.consts[i].step_size
@@ -575,7 +580,7 @@ class _Builder:
         acct = st.account_id(tx.owner, tx.subaccount)
         if acct is not None and acct >= FIRST_USER_ID:
             self.ledger(acct)
-        (event,) = st.apply(tx, authenticated=True)
+        (event,) = self.apply_tx(tx)
         assert isinstance(event, WithdrawalEmitted)
         if acct is None or acct < FIRST_USER_ID:
             return  # served 0, no account touched
@@ -588,7 +593,7 @@ class _Builder:
     def apply(self, tx: Tx) -> None:
         st = self.state
         if isinstance(tx, OraclePriceTick):
-            st.apply(tx, authenticated=True)
+            self.apply_tx(tx)
             self.ticks.append((TICK_ORACLE, tx.market_id, tx.price))
             i = self.ids.index(tx.market_id)
             self.rows.prices[i] = self.ticks_of(i, tx.price)
@@ -596,7 +601,7 @@ class _Builder:
             self.rows.pad("k_tick")
             return
         if isinstance(tx, FundingTick):
-            st.apply(tx, authenticated=True)
+            self.apply_tx(tx)
             for market_id, rate in tx.rates:
                 self.ticks.append((TICK_FUNDING, market_id, rate))
             self.ticks.append((TICK_FUNDING, 0xFFFF, 0))  # end of one funding tick
@@ -606,12 +611,12 @@ class _Builder:
             return
         if isinstance(tx, Deposit):
             acct = self.known(tx.owner, tx.subaccount)
-            st.apply(tx, authenticated=True)
+            self.apply_tx(tx)
             self.rows.seq["dseq"] += 1
             self.credit("k_dep", acct, tx.amount)
         elif isinstance(tx, Withdraw):
             acct = self.known(tx.owner, tx.subaccount)
-            st.apply(tx, authenticated=True)
+            self.apply_tx(tx)
             self.settle(acct)
             self.rows.seq["wseq"] += 1
             self.credit("k_wd", acct, tx.amount)
@@ -619,7 +624,7 @@ class _Builder:
         elif isinstance(tx, Transfer):
             src = self.known(tx.owner, tx.subaccount)
             dst = self.known(tx.to_owner, tx.to_subaccount)
-            st.apply(tx, authenticated=True)
+            self.apply_tx(tx)
             self.settle(src)
             self.credit("k_xo", src, tx.amount)
             self.credit("k_xi", dst, tx.amount)
@@ -628,7 +633,7 @@ class _Builder:
             maker = self.known(tx.maker.order.owner, tx.maker.order.subaccount)
             taker = self.known(tx.taker.order.owner, tx.taker.order.subaccount)
             self.ledger(FEE_POOL_ID)
-            events = st.apply(tx, authenticated=True)
+            events = self.apply_tx(tx)
             fill = next(e for e in events if isinstance(e, Filled))
             i = self.ids.index(fill.market_id)
             c = self.consts[i]
@@ -663,13 +668,15 @@ class _Builder:
             _check_ledger(acct, got)
 
 
-def build_witness(state: ExchangeState, txs: Sequence[Tx]) -> Witness:
-    """Apply `txs` to `state` (mutated: pass a copy) and return the batch's trace.
+def build_witness(state: ExchangeState, txs: Sequence[Tx], apply: Apply | None = None) -> Witness:
+    """Apply `txs` to `state` (mutated: pass a copy, or the state to move past the batch)
+    and return the batch's trace. `apply` (default: the state's own, authenticated) lets
+    a caller see every transaction applied, e.g. a BatchBuilder that cuts the batch after.
 
     Raises CoreError if the core refuses a transaction (the batch is invalid) and
     StarkProverError if the batch is valid but outside what the AIR can express.
     """
-    b = _Builder(state)
+    b = _Builder(state, apply)
     for tx in txs:
         try:
             b.apply(tx)
