@@ -73,9 +73,12 @@ def _all_verified(devnet: Devnet, timeout_s: float = 90.0) -> int:
     """Wait until every batch cut so far is verified on L1; returns the last of them."""
     target = devnet.state().next_batch_id - 1
     wait_for(f"batch {target} verified on L1", lambda: devnet.verified_batch() >= target, timeout_s)
-    for batch_id in range(target + 1):
-        status = devnet.batch(batch_id).status
-        assert status == "verified", f"batch {batch_id} is {status}"
+    for batch_id in range(target + 1):  # and recorded so: the bridge reads receipts a poll later
+        wait_for(
+            f"batch {batch_id} recorded verified",
+            lambda b=batch_id: devnet.batch(b).status == "verified" or None,
+            15,
+        )
     return target
 
 
