@@ -94,6 +94,9 @@ def track_withdrawals(session: Session, batch_id: int, domain: Domain) -> int | 
             session.add(record)
         record.batch_id = batch_id
         advance_withdrawal(record, WithdrawalStatus.BATCHED, batch.sequenced_ms or received_ms)
+        if batch.status == BatchStatus.VERIFIED and batch.verified_ms is not None:
+            # L1 verified the batch before this loop tracked it (mark_verified found no record)
+            _withdrawal_verified(session, record, batch, batch.verified_ms)
         count += 1
     return count
 
@@ -152,19 +155,25 @@ def mark_verified(
         return
     batch.advance(BatchStatus.VERIFIED, at_ms)
     batch.l1_tx, batch.l1_gas = l1_tx, gas
-    proof = session.get(ProofRecord, batch_id)
-    proven_ms = proof.created_ms if proof is not None else batch.proven_ms or at_ms
     for record in session.scalars(
         select(WithdrawalRecord).where(WithdrawalRecord.batch_id == batch_id)
     ):
-        advance_withdrawal(record, WithdrawalStatus.PROVEN, proven_ms)
-        advance_withdrawal(record, WithdrawalStatus.VERIFIED, at_ms)
+        _withdrawal_verified(session, record, batch, at_ms)
     for entry in PublicInputs.decode(batch.public_inputs).deposits:
         deposit = session.get(DepositRecord, entry.deposit_id)
         if deposit is not None and deposit.status != DepositStatus.VERIFIED:
             deposit.batch_id = batch_id
             deposit.advance(DepositStatus.VERIFIED, at_ms)
             _observe_deposit(deposit, DepositStatus.VERIFIED, at_ms)
+
+
+def _withdrawal_verified(
+    session: Session, record: WithdrawalRecord, batch: BatchRecord, at_ms: int
+) -> None:
+    proof = session.get(ProofRecord, batch.id)
+    proven_ms = proof.created_ms if proof is not None else batch.proven_ms or at_ms
+    advance_withdrawal(record, WithdrawalStatus.PROVEN, proven_ms)
+    advance_withdrawal(record, WithdrawalStatus.VERIFIED, at_ms)
 
 
 def verified_before(session: Session, next_batch_id: int) -> list[int]:
