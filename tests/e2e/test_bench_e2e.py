@@ -49,6 +49,17 @@ def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_back
     cpu = report["where_the_time_goes"]["cpu_s_in_window"]
     assert cpu["sequencer"] > 0
     assert cpu["anvil"] > 0  # npm's anvil is a shim: the binary is its child
+    pauses = report["where_the_time_goes"]["gc_pause_ms_in_window"]
+    assert set(pauses) == {
+        "gateway",
+        "matcher",
+        "sequencer",
+        "margin",
+        "oracle",
+        "bridge",
+        "prover-0",
+    }
+    assert all(ms >= 0 for ms in pauses.values())
     assert not (tmp_path / "bench" / "devnet.json").exists()  # the devnet is down
 
 

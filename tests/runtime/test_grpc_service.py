@@ -242,3 +242,40 @@ def test_a_port_in_use_is_a_clear_startup_error() -> None:
         settings = ExampleSettings.from_env("example", {**FAST, "PERPNET_METRICS_PORT": str(port)})
         with pytest.raises(StartupError, match="set PERPNET_EXAMPLE_METRICS_PORT"):
             asyncio.run(serve(Example(settings), handle_signals=False))
+
+
+@pytest.mark.parametrize("freeze", [True, False], ids=["frozen once ready", "PERPNET_GC_FREEZE=0"])
+def test_the_heap_is_frozen_once_ready_and_pauses_are_exported(
+    tmp_path: Path, freeze: bool
+) -> None:
+    """Collections skip what the service holds once ready, so they no longer walk it."""
+    env = {
+        **os.environ,
+        **FAST,
+        "PERPNET_EXAMPLE_READY_AFTER_S": "0.2",
+        "PERPNET_GC_FREEZE": "1" if freeze else "0",
+    }
+    process = spawn("example", [sys.executable, str(EXAMPLE)], tmp_path / "example.log", env=env)
+    try:
+        ports = _wait_for_log(process, "listening")
+        _wait_for_log(process, "health")
+        deadline = time.monotonic() + 10
+        while [e for e in _log_lines(process) if e.get("status") == "SERVING"] == []:
+            assert time.monotonic() < deadline, process.log_tail()
+            time.sleep(0.05)
+        time.sleep(0.2)
+        samples = scrape(ports["metrics_port"])
+    finally:
+        process.stop()
+    frozen = [e for e in _log_lines(process) if e["msg"] == "heap frozen"]
+    gauge = samples[("perpnet_gc_frozen_objects", ())]
+    full = samples[("perpnet_gc_pause_seconds_count", (("generation", "2"),))]
+    young = samples[("perpnet_gc_pause_seconds_count", (("generation", "0"),))]
+    inf = samples[("perpnet_gc_pause_seconds_bucket", (("generation", "0"), ("le", "+Inf")))]
+    assert young > 0 and inf == young  # every collection is measured, in some bucket
+    if freeze:
+        assert len(frozen) == 1 and frozen[0]["objects"] > 20_000  # imports and all
+        assert gauge > 20_000  # a frozen object freed by its last reference leaves it
+        assert full >= 1  # the freeze collects first, so nothing it keeps is garbage
+    else:
+        assert frozen == [] and gauge == 0

@@ -271,6 +271,7 @@ def _measure(
             "cpu_s_in_window": _cpu_spent(cpu_before, cpu_after),
             "cpu_s_available": round(elapsed * (os.cpu_count() or 1), 1),
             "service_means": _means(server_before, server_after),
+            "gc_pause_ms_in_window": _gc_pauses(server_before, server_after),
         },
         "machine": machine(),
     }
@@ -508,21 +509,28 @@ class _Withdrawals(threading.Thread):
         self.claimable_s: list[float] = []
         self.claimed_s: list[float] = []
         self.failures: Counter[str] = Counter()
+        self.last_failure: dict[str, str] = {}
 
     def run(self) -> None:
         started = time.monotonic()
-        for nonce in range(self.count):
+        nonce = 0  # the account's next: a refused withdrawal leaves it unused
+        for _ in range(self.count):
             if time.monotonic() - started > self.window_s:
                 break
             try:
                 sent = time.monotonic()
                 self.client.withdraw(WITHDRAWAL, nonce=nonce)
+                nonce += 1
                 _wait("claimable", lambda: self.wallet.claimable() >= WITHDRAWAL, DRAIN_WAIT_S)
                 self.claimable_s.append(time.monotonic() - sent)
                 self.wallet.claim()
                 self.claimed_s.append(time.monotonic() - sent)
-            except Exception as exc:
-                self.failures[type(exc).__name__] += 1
+            except Exception as exc:  # with its code and message: a refusal is a finding
+                kind = type(exc).__name__
+                code = getattr(exc, "code", None)
+                key = f"{kind} {getattr(exc, 'status', '')} {code}".strip() if code else kind
+                self.failures[key] += 1
+                self.last_failure[key] = str(exc)[:300]
 
     def report(self) -> dict[str, Any]:
         def summary(values: list[float]) -> dict[str, float] | None:
@@ -535,6 +543,7 @@ class _Withdrawals(threading.Thread):
             "to_claimable": summary(self.claimable_s),
             "to_claimed_on_l1": summary(self.claimed_s),
             "failures": dict(self.failures),
+            "last_failure": dict(self.last_failure),
         }
 
 
@@ -608,14 +617,20 @@ _MEANS: dict[Series, tuple[str, float]] = {  # -> (label for the report, unit pe
     ("prover-0", "perpnet_prover_trace_rows_used", "", ""): ("prover rows used per batch", 1),
     ("prover-0", "perpnet_prover_trace_rows", "", ""): ("prover trace rows per batch", 1),
 }
+_GC_PAUSES: dict[Series, str] = {
+    (process, "perpnet_gc_pause_seconds", "", ""): process
+    for process in ("gateway", "matcher", "sequencer", "margin", "oracle", "bridge", "prover-0")
+}
+"""Time each process stood still in garbage collection: the whole process, event loop included."""
 
 
 def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
-    """(sum, count) of each series in _MEANS, summed over its other labels."""
+    """(sum, count) of each series in _MEANS and _GC_PAUSES, summed over its other labels."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[Series, tuple[float, float]] = {}
-    for process in {key[0] for key in _MEANS}:
+    series = (*_MEANS, *_GC_PAUSES)
+    for process in {key[0] for key in series}:
         service = process.partition("-")[0]  # prover-0 is a prover
         port = plan.process_env(process, service)[f"PERPNET_{service.upper()}_METRICS_PORT"]
         try:
@@ -624,7 +639,7 @@ def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
         except OSError:
             continue
         for family in text_string_to_metric_families(text):
-            for key in _MEANS:
+            for key in series:
                 _, name, label, value = key
                 if key[0] != process or name != family.name:
                     continue
@@ -647,6 +662,16 @@ def _means(
         if c1 > c0:
             out[label] = round((s1 - s0) / (c1 - c0) * unit, 3)
     return out
+
+
+def _gc_pauses(
+    before: dict[Series, tuple[float, float]], after: dict[Series, tuple[float, float]]
+) -> dict[str, float]:
+    return {
+        process: round((after[key][0] - before.get(key, (0.0, 0.0))[0]) * 1000, 1)
+        for key, process in _GC_PAUSES.items()
+        if key in after
+    }
 
 
 if __name__ == "__main__":  # the lead wires `perpnet bench e2e`; this runs it meanwhile

@@ -20,6 +20,7 @@ from perpnet.gateway.ports import Backend
 from perpnet.gateway.records import DatabaseRecords
 from perpnet.gateway.settings import GatewaySettings
 from perpnet.runtime.config import ConfigError
+from perpnet.runtime.gc_pauses import freeze_ready_heap, install_pause_metric
 from perpnet.runtime.logging import configure_logging
 from perpnet.runtime.metrics import start_metrics_server
 
@@ -65,7 +66,18 @@ async def _serve(settings: GatewaySettings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         ws_max_queue=settings.ws_queue,
     )
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(config)
+    frozen = asyncio.create_task(_freeze_once_started(server)) if settings.gc_freeze else None
+    await server.serve()
+    if frozen is not None:
+        frozen.cancel()
+
+
+async def _freeze_once_started(server: uvicorn.Server) -> None:
+    """The runtime's heap freeze (perpnet.runtime.gc_pauses), once uvicorn's start-up is done."""
+    while not server.started:
+        await asyncio.sleep(0.1)
+    logging.getLogger("perpnet.gateway").info("heap frozen", extra={"objects": freeze_ready_heap()})
 
 
 def main() -> int:
@@ -78,6 +90,7 @@ def main() -> int:
         return 2
     configure_logging("gateway", settings.log_level)
     metrics, _port = start_metrics_server(settings.bind_host, settings.metrics_port)
+    install_pause_metric()
     try:
         asyncio.run(_serve(settings))
     finally:

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from perpnet.core.encoding import decode_account, decode_tx, encode_order, encode_tx
-from perpnet.core.errors import CoreError
+from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import MarketSet
 from perpnet.core.orders import SignedOrder
 from perpnet.core.txs import Tx
@@ -51,6 +51,7 @@ from perpnet.proto.v1 import sequencer_pb2 as spb
 from perpnet.runtime import redis as rt_redis
 from perpnet.runtime import topics
 from perpnet.runtime.channels import is_serving, open_channel
+from perpnet.runtime.follower import MAX_RESTAMPS, restamped
 
 T = TypeVar("T")
 ACCOUNT_PREFIX = account_topic(b"")  # every account's topic starts with it
@@ -207,6 +208,20 @@ class GrpcSequencer:
         self.timeout = timeout
 
     async def submit(self, tx: Tx) -> tuple[int, bytes]:
+        """Submit `tx`, stamped by the gateway. Another submitter's later stamp may get in
+        first, and the sequencer then refuses it as CLOCK (nothing applied): it is restamped
+        and sent again, as `submit_stamped` does; only a repeated CLOCK reaches the client.
+        """
+        for _ in range(MAX_RESTAMPS - 1):
+            try:
+                return await self._submit_once(tx)
+            except CoreError as exc:
+                if exc.code != ErrorCode.CLOCK:
+                    raise
+            tx = restamped(tx)
+        return await self._submit_once(tx)
+
+    async def _submit_once(self, tx: Tx) -> tuple[int, bytes]:
         request = spb.SubmitTxRequest(tx=encode_tx(tx))
         reply = await call(self.stub.SubmitTx(request, timeout=self.timeout), "sequencer")
         return reply.seq, reply.tx_hash

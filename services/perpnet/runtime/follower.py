@@ -328,6 +328,11 @@ class RefusedError(Exception):
         self.message = message
 
 
+def restamped(tx: Tx) -> Tx:
+    """`tx` stamped again after a CLOCK refusal: now, or just after its last stamp."""
+    return replace(tx, timestamp_ms=max(now_ms(), tx.timestamp_ms + 1))
+
+
 async def submit_stamped(client: SequencerClient, tx: Tx) -> int:
     """Submit `tx` and return its seq; raise RefusedError if it is refused (or unreachable).
 
@@ -345,7 +350,7 @@ async def submit_stamped(client: SequencerClient, tx: Tx) -> int:
             return outcome.seq
         if outcome.code != ErrorCode.CLOCK:
             raise RefusedError(outcome.code, outcome.message)
-        tx = replace(tx, timestamp_ms=max(now_ms(), tx.timestamp_ms + 1))
+        tx = restamped(tx)
     raise RefusedError(ErrorCode.CLOCK, "the sequencer's clock kept moving past ours")
 
 

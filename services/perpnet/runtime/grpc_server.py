@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from perpnet.runtime.config import ConfigError, ServiceSettings, env_name
+from perpnet.runtime.gc_pauses import freeze_ready_heap, install_pause_metric
 from perpnet.runtime.interceptor import RuntimeInterceptor
 from perpnet.runtime.logging import configure_logging
 from perpnet.runtime.metrics import start_metrics_server
@@ -122,14 +123,16 @@ async def _probe(service: Service[Any], timeout: float) -> str | None:
         return f"ready() raised {exc!r}"
 
 
-async def _follow_readiness(service: Service[Any], state: _Health) -> None:
+async def _follow_readiness(service: Service[Any], state: _Health, freeze_heap: bool) -> None:
     interval = service.settings.health_interval_s
     last: tuple[bool, str | None] | None = None
     while True:
         why_not = await _probe(service, max(interval, 1.0))
         ready = why_not is None
-        if ready:
+        if ready and not service._recovered:
             service._recovered = True
+            if freeze_heap:
+                service.log.info("heap frozen", extra={"objects": freeze_ready_heap()})
         await state.set(ready)
         if (ready, why_not) != last:  # first poll, then each change of status or reason
             last = (ready, why_not)
@@ -138,8 +141,13 @@ async def _follow_readiness(service: Service[Any], state: _Health) -> None:
         await asyncio.sleep(interval)
 
 
-async def serve(service: Service[Any], *, handle_signals: bool = True) -> None:
+async def serve(
+    service: Service[Any], *, handle_signals: bool = True, freeze_heap: bool = False
+) -> None:
     """Run `service` until SIGTERM/SIGINT or request_stop(), then shut it down gracefully.
+
+    `freeze_heap`: freeze the process's heap once the service is first ready
+    (perpnet.runtime.gc_pauses); for a process of its own, not one it shares.
 
     Teardown runs in reverse order of what was set up, however far start-up got:
     drain the server, service.stop(), service.resources, metrics, signal handlers.
@@ -167,6 +175,7 @@ async def serve(service: Service[Any], *, handle_signals: bool = True) -> None:
             "metrics_port",
         )
         teardown.callback(metrics_server.shutdown)
+        install_pause_metric()
         teardown.push_async_callback(service.resources.aclose)
         teardown.push_async_callback(service.stop)
         service.grpc_port = _listen(
@@ -189,7 +198,9 @@ async def serve(service: Service[Any], *, handle_signals: bool = True) -> None:
             },
         )
         if await _until_stop(service, service.start()):
-            follower.append(asyncio.create_task(_follow_readiness(service, health_state)))
+            follower.append(
+                asyncio.create_task(_follow_readiness(service, health_state, freeze_heap))
+            )
             await service._stop_requested.wait()
     service.log.info("stopped")
 
@@ -262,7 +273,7 @@ def run_service(service_type: type[Service[S]], settings_type: type[S], name: st
     configure_logging(name, settings.log_level)
 
     async def main() -> None:
-        await serve(service_type(settings))
+        await serve(service_type(settings), freeze_heap=settings.gc_freeze)
 
     try:
         asyncio.run(main())

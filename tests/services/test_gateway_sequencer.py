@@ -1,0 +1,59 @@
+"""The gateway's submissions to a real sequencer (gRPC backend): stamped by the gateway, and
+stamped again when another submitter's later stamp got in first."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from perpnet.core.encoding import decode_tx
+from perpnet.core.errors import CoreError, ErrorCode
+from perpnet.core.markets import USD
+from perpnet.core.txs import Withdraw
+from perpnet.gateway.grpc_backend import GrpcSequencer
+from perpnet.proto.v1 import sequencer_pb2 as pb
+from perpnet.runtime.channels import open_channel
+from perpnet.runtime.follower import now_ms
+from perpnet.testkit import Desk, trader
+from services.test_sequencer import running, sequencer_env
+
+ALICE, BOB = trader("alice"), trader("bob")
+
+
+def test_a_withdrawal_stamped_just_behind_the_log_is_restamped_not_refused(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_restamped(sequencer_env(tmp_path / "sequencer.db", redis_url)))
+
+
+async def _restamped(env: dict[str, str]) -> None:
+    desk = Desk(now_ms=now_ms())
+    async with (
+        running(env) as (service, stub),
+        open_channel(f"127.0.0.1:{service.grpc_port}") as channel,
+    ):
+        gateway = GrpcSequencer(channel, desk.config.markets, timeout=10)
+        await gateway.submit(desk.deposit(ALICE, USD))
+        stamp = now_ms()
+        # another submitter (the matcher) stamped 3 ms later and got in first
+        await gateway.submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
+        behind = replace(desk.withdraw(ALICE, USD // 2, nonce=0), timestamp_ms=stamp)
+        seq, _ = await gateway.submit(behind)
+        logged = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq, limit=1))
+        tx = decode_tx(logged.txs[0].tx, desk.config.domain)
+        assert isinstance(tx, Withdraw) and tx.timestamp_ms >= stamp + 3
+        assert replace(tx, timestamp_ms=stamp) == behind  # only the stamp moved
+
+        # other refusals reach the client as they are, and so does a clock far ahead
+        with pytest.raises(CoreError) as reused:
+            await gateway.submit(desk.withdraw(ALICE, 1, nonce=0))
+        assert reused.value.code == ErrorCode.BAD_NONCE
+        await gateway.submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000))
+        with pytest.raises(CoreError) as late:
+            await gateway.submit(desk.withdraw(ALICE, 1, nonce=1))
+        assert late.value.code == ErrorCode.CLOCK
+        last = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq + 1, limit=10))
+        assert len(last.txs) == 1  # the far-ahead deposit only: nothing refused was logged
