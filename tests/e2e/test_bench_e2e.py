@@ -60,6 +60,9 @@ def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_back
         "prover-0",
     }
     assert all(ms >= 0 for ms in pauses.values())
+    lag = report["where_the_time_goes"]["event_loop_lag"]
+    assert set(lag) == set(pauses)  # every service samples its loop, 20 times a second
+    assert all(v["samples"] > 40 and v["over_25ms"] <= v["samples"] for v in lag.values())
     assert not (tmp_path / "bench" / "devnet.json").exists()  # the devnet is down
 
 

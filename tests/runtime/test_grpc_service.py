@@ -279,3 +279,24 @@ def test_the_heap_is_frozen_once_ready_and_pauses_are_exported(
         assert full >= 1  # the freeze collects first, so nothing it keeps is garbage
     else:
         assert frozen == [] and gauge == 0
+
+
+def test_a_blocked_event_loop_is_measured_as_lag() -> None:
+    asyncio.run(_blocked_loop())
+
+
+async def _blocked_loop() -> None:
+    service = Example(ExampleSettings.from_env("example", FAST))
+    running = asyncio.create_task(serve(service, handle_signals=False))
+    await eventually(lambda: asyncio.sleep(0, service.metrics_port != 0))
+
+    def late(samples: dict[Any, float]) -> float:
+        every = samples[("perpnet_event_loop_lag_seconds_count", ())]
+        return every - samples[("perpnet_event_loop_lag_seconds_bucket", (("le", "0.1"),))]
+
+    before = late(await asyncio.to_thread(scrape, service.metrics_port))
+    time.sleep(0.3)  # a 300 ms callback: everything else on this loop waits
+    await asyncio.sleep(0.2)
+    assert late(await asyncio.to_thread(scrape, service.metrics_port)) >= before + 1
+    service.request_stop()
+    await asyncio.wait_for(running, 5)

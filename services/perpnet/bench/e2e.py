@@ -272,6 +272,7 @@ def _measure(
             "cpu_s_available": round(elapsed * (os.cpu_count() or 1), 1),
             "service_means": _means(server_before, server_after),
             "gc_pause_ms_in_window": _gc_pauses(server_before, server_after),
+            "event_loop_lag": _loop_lag(server_before, server_after),
         },
         "machine": machine(),
     }
@@ -617,19 +618,26 @@ _MEANS: dict[Series, tuple[str, float]] = {  # -> (label for the report, unit pe
     ("prover-0", "perpnet_prover_trace_rows_used", "", ""): ("prover rows used per batch", 1),
     ("prover-0", "perpnet_prover_trace_rows", "", ""): ("prover trace rows per batch", 1),
 }
+_PROCESSES = ("gateway", "matcher", "sequencer", "margin", "oracle", "bridge", "prover-0")
 _GC_PAUSES: dict[Series, str] = {
-    (process, "perpnet_gc_pause_seconds", "", ""): process
-    for process in ("gateway", "matcher", "sequencer", "margin", "oracle", "bridge", "prover-0")
+    (process, "perpnet_gc_pause_seconds", "", ""): process for process in _PROCESSES
+}
+_LAG = "perpnet_event_loop_lag_seconds"
+_LAG_LATE_S = "0.025"
+_LOOP_LAG: dict[Series, str] = {
+    **{(process, _LAG, "", ""): process for process in _PROCESSES},
+    **{(process, _LAG, "le", _LAG_LATE_S): process for process in _PROCESSES},
 }
 """Time each process stood still in garbage collection: the whole process, event loop included."""
 
 
 def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
-    """(sum, count) of each series in _MEANS and _GC_PAUSES, summed over its other labels."""
+    """(sum, count) of each series in _MEANS, _GC_PAUSES and _LOOP_LAG, summed over its other
+    labels; a series of one bucket (label "le") counts the samples at most that bound."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[Series, tuple[float, float]] = {}
-    series = (*_MEANS, *_GC_PAUSES)
+    series = (*_MEANS, *_GC_PAUSES, *_LOOP_LAG)
     for process in {key[0] for key in series}:
         service = process.partition("-")[0]  # prover-0 is a prover
         port = plan.process_env(process, service)[f"PERPNET_{service.upper()}_METRICS_PORT"]
@@ -645,7 +653,8 @@ def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
                     continue
                 samples = [s for s in family.samples if not label or s.labels.get(label) == value]
                 total = sum(s.value for s in samples if s.name.endswith("_sum"))
-                count = sum(s.value for s in samples if s.name.endswith("_count"))
+                counted = "_bucket" if label == "le" else "_count"
+                count = sum(s.value for s in samples if s.name.endswith(counted))
                 out[key] = (total, count)
     return out
 
@@ -672,6 +681,30 @@ def _gc_pauses(
         for key, process in _GC_PAUSES.items()
         if key in after
     }
+
+
+def _loop_lag(
+    before: dict[Series, tuple[float, float]], after: dict[Series, tuple[float, float]]
+) -> dict[str, dict[str, float]]:
+    """Per process: the mean lag of its event loop and how many 50 ms samples woke over 25 ms
+    late (each a stall that every request in flight sat through)."""
+
+    def delta(key: Series) -> tuple[float, float]:
+        s0, c0 = before.get(key, (0.0, 0.0))
+        s1, c1 = after.get(key, (s0, c0))
+        return s1 - s0, c1 - c0
+
+    out = {}
+    for process in _PROCESSES:
+        total, samples = delta((process, _LAG, "", ""))
+        _, on_time = delta((process, _LAG, "le", _LAG_LATE_S))
+        if samples > 0:
+            out[process] = {
+                "mean_ms": round(total / samples * 1000, 2),
+                "samples": int(samples),
+                "over_25ms": int(samples - on_time),
+            }
+    return out
 
 
 if __name__ == "__main__":  # the lead wires `perpnet bench e2e`; this runs it meanwhile

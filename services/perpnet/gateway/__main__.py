@@ -22,7 +22,7 @@ from perpnet.gateway.settings import GatewaySettings
 from perpnet.runtime.config import ConfigError
 from perpnet.runtime.gc_pauses import freeze_ready_heap, install_pause_metric
 from perpnet.runtime.logging import configure_logging
-from perpnet.runtime.metrics import start_metrics_server
+from perpnet.runtime.metrics import start_metrics_server, watch_loop_lag
 
 
 def build_backend(settings: GatewaySettings) -> Backend:
@@ -67,10 +67,12 @@ async def _serve(settings: GatewaySettings) -> None:
         ws_max_queue=settings.ws_queue,
     )
     server = uvicorn.Server(config)
-    frozen = asyncio.create_task(_freeze_once_started(server)) if settings.gc_freeze else None
+    watchers = [asyncio.create_task(watch_loop_lag())]
+    if settings.gc_freeze:
+        watchers.append(asyncio.create_task(_freeze_once_started(server)))
     await server.serve()
-    if frozen is not None:
-        frozen.cancel()
+    for task in watchers:
+        task.cancel()
 
 
 async def _freeze_once_started(server: uvicorn.Server) -> None:

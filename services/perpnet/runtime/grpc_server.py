@@ -30,7 +30,7 @@ from perpnet.runtime.config import ConfigError, ServiceSettings, env_name
 from perpnet.runtime.gc_pauses import freeze_ready_heap, install_pause_metric
 from perpnet.runtime.interceptor import RuntimeInterceptor
 from perpnet.runtime.logging import configure_logging
-from perpnet.runtime.metrics import start_metrics_server
+from perpnet.runtime.metrics import start_metrics_server, watch_loop_lag
 
 S = TypeVar("S", bound=ServiceSettings)
 T = TypeVar("T")
@@ -176,6 +176,8 @@ async def serve(
         )
         teardown.callback(metrics_server.shutdown)
         install_pause_metric()
+        lag = asyncio.create_task(watch_loop_lag())
+        teardown.callback(lag.cancel)
         teardown.push_async_callback(service.resources.aclose)
         teardown.push_async_callback(service.stop)
         service.grpc_port = _listen(
