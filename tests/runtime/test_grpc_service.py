@@ -88,9 +88,14 @@ def test_health_gate_reflection_and_metrics_in_process() -> None:
     asyncio.run(_in_process())
 
 
-async def _in_process() -> None:
+def _serve_example() -> tuple[Example, asyncio.Task[None]]:
+    """The example service serving in this process (its ports are known once bound)."""
     service = Example(ExampleSettings.from_env("example", FAST))
-    running = asyncio.create_task(serve(service, handle_signals=False))
+    return service, asyncio.create_task(serve(service, handle_signals=False))
+
+
+async def _in_process() -> None:
+    service, running = _serve_example()
     await eventually(lambda: asyncio.sleep(0, service.grpc_port != 0))
     async with open_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         # Starting: every name is NOT_SERVING and application RPCs are refused.
@@ -286,8 +291,7 @@ def test_a_blocked_event_loop_is_measured_as_lag() -> None:
 
 
 async def _blocked_loop() -> None:
-    service = Example(ExampleSettings.from_env("example", FAST))
-    running = asyncio.create_task(serve(service, handle_signals=False))
+    service, running = _serve_example()
     await eventually(lambda: asyncio.sleep(0, service.metrics_port != 0))
 
     def late(samples: dict[Any, float]) -> float:
