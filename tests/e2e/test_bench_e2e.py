@@ -62,7 +62,7 @@ def test_bench_e2e_reports_throughput_latency_proof_cadence_withdrawals_and_back
     assert all(ms >= 0 for ms in pauses.values())
     lag = report["where_the_time_goes"]["event_loop_lag"]
     assert set(lag) == set(pauses)  # every service samples its loop, 20 times a second
-    assert all(v["samples"] > 40 and v["over_25ms"] <= v["samples"] for v in lag.values())
+    assert all(v["samples"] > 0 and v["mean_ms"] >= 0 for v in lag.values())
     assert not (tmp_path / "bench" / "devnet.json").exists()  # the devnet is down
 
 
@@ -71,3 +71,15 @@ def test_bench_e2e_refuses_an_unbounded_run() -> None:
         e2e.run(duration_s=3600)
     with pytest.raises(ValueError, match="rate"):
         e2e.run(duration_s=5, rate=0)
+
+
+def test_loop_lag_is_reported_only_from_complete_scrapes() -> None:
+    lag, late = "perpnet_event_loop_lag_seconds", "0.025"
+    before = {("matcher", lag, "", ""): (1.0, 100.0), ("matcher", lag, "le", late): (0.0, 98.0)}
+    after = {("matcher", lag, "", ""): (1.5, 300.0), ("matcher", lag, "le", late): (0.0, 290.0)}
+    assert e2e._loop_lag(before, after) == {
+        "matcher": {"mean_ms": 2.5, "samples": 200, "over_25ms": 8}
+    }
+    without_bucket = {k: v for k, v in after.items() if k[2] != "le"}
+    assert e2e._loop_lag(before, without_bucket) == {}  # not "every sample late"
+    assert e2e._loop_lag({}, after) == {}  # not the process's lifetime as the window

@@ -12,11 +12,11 @@ import pytest
 from perpnet.core.encoding import decode_tx
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import USD
-from perpnet.core.txs import Withdraw
+from perpnet.core.txs import Tx, Withdraw
 from perpnet.gateway.grpc_backend import GrpcSequencer
 from perpnet.proto.v1 import sequencer_pb2 as pb
 from perpnet.runtime.channels import open_channel
-from perpnet.runtime.follower import now_ms
+from perpnet.runtime.follower import MAX_RESTAMPS, now_ms
 from perpnet.testkit import Desk, trader
 from services.test_sequencer import running, sequencer_env
 
@@ -36,24 +36,38 @@ async def _restamped(env: dict[str, str]) -> None:
         open_channel(f"127.0.0.1:{service.grpc_port}") as channel,
     ):
         gateway = GrpcSequencer(channel, desk.config.markets, timeout=10)
+        once = gateway._submit_once
+        sent: list[int] = []
+
+        async def counted(tx: Tx) -> tuple[int, bytes]:
+            sent.append(tx.timestamp_ms)
+            return await once(tx)
+
+        gateway._submit_once = counted  # type: ignore[method-assign]
         await gateway.submit(desk.deposit(ALICE, USD))
         stamp = now_ms()
         # another submitter (the matcher) stamped 3 ms later and got in first
         await gateway.submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
         behind = replace(desk.withdraw(ALICE, USD // 2, nonce=0), timestamp_ms=stamp)
+        sent.clear()
         seq, _ = await gateway.submit(behind)
+        assert 2 <= len(sent) <= 4 and sent == sorted(set(sent))  # a later stamp each time
         logged = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq, limit=1))
         tx = decode_tx(logged.txs[0].tx, desk.config.domain)
         assert isinstance(tx, Withdraw) and tx.timestamp_ms >= stamp + 3
         assert replace(tx, timestamp_ms=stamp) == behind  # only the stamp moved
 
         # other refusals reach the client as they are, and so does a clock far ahead
-        with pytest.raises(CoreError) as reused:
-            await gateway.submit(desk.withdraw(ALICE, 1, nonce=0))
-        assert reused.value.code == ErrorCode.BAD_NONCE
+        sent.clear()
+        with pytest.raises(CoreError) as reused:  # stamped ahead of the log: no CLOCK first
+            await gateway.submit(
+                replace(desk.withdraw(ALICE, 1, nonce=0), timestamp_ms=now_ms() + 5)
+            )
+        assert reused.value.code == ErrorCode.BAD_NONCE and len(sent) == 1  # not retried
         await gateway.submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000))
+        sent.clear()
         with pytest.raises(CoreError) as late:
             await gateway.submit(desk.withdraw(ALICE, 1, nonce=1))
-        assert late.value.code == ErrorCode.CLOCK
+        assert late.value.code == ErrorCode.CLOCK and len(sent) == MAX_RESTAMPS  # bounded
         last = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq + 1, limit=10))
         assert len(last.txs) == 1  # the far-ahead deposit only: nothing refused was logged

@@ -514,14 +514,13 @@ class _Withdrawals(threading.Thread):
 
     def run(self) -> None:
         started = time.monotonic()
-        nonce = 0  # the account's next: a refused withdrawal leaves it unused
         for _ in range(self.count):
             if time.monotonic() - started > self.window_s:
                 break
             try:
                 sent = time.monotonic()
-                self.client.withdraw(WITHDRAWAL, nonce=nonce)
-                nonce += 1
+                self.client.withdraw(WITHDRAWAL)  # the account's nonce, read now: after a
+                # refusal or a timeout the probe cannot judge, it is whatever the log says
                 _wait("claimable", lambda: self.wallet.claimable() >= WITHDRAWAL, DRAIN_WAIT_S)
                 self.claimable_s.append(time.monotonic() - sent)
                 self.wallet.claim()
@@ -689,15 +688,14 @@ def _loop_lag(
     """Per process: the mean lag of its event loop and how many 50 ms samples woke over 25 ms
     late (each a stall that every request in flight sat through)."""
 
-    def delta(key: Series) -> tuple[float, float]:
-        s0, c0 = before.get(key, (0.0, 0.0))
-        s1, c1 = after.get(key, (s0, c0))
-        return s1 - s0, c1 - c0
-
     out = {}
     for process in _PROCESSES:
-        total, samples = delta((process, _LAG, "", ""))
-        _, on_time = delta((process, _LAG, "le", _LAG_LATE_S))
+        every, late = (process, _LAG, "", ""), (process, _LAG, "le", _LAG_LATE_S)
+        if not all(key in before and key in after for key in (every, late)):
+            continue  # a scrape failed, or the bucket is gone: no figure rather than a wrong one
+        total = after[every][0] - before[every][0]
+        samples = after[every][1] - before[every][1]
+        on_time = after[late][1] - before[late][1]
         if samples > 0:
             out[process] = {
                 "mean_ms": round(total / samples * 1000, 2),
