@@ -621,13 +621,14 @@ _PROCESSES = ("gateway", "matcher", "sequencer", "margin", "oracle", "bridge", "
 _GC_PAUSES: dict[Series, str] = {
     (process, "perpnet_gc_pause_seconds", "", ""): process for process in _PROCESSES
 }
+"""Time each process stood still in garbage collection: the whole process, event loop included."""
 _LAG = "perpnet_event_loop_lag_seconds"
 _LAG_LATE_S = "0.025"
 _LOOP_LAG: dict[Series, str] = {
     **{(process, _LAG, "", ""): process for process in _PROCESSES},
     **{(process, _LAG, "le", _LAG_LATE_S): process for process in _PROCESSES},
 }
-"""Time each process stood still in garbage collection: the whole process, event loop included."""
+"""How late each process's event loop woke: all samples, and those within 25 ms."""
 
 
 def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
