@@ -150,11 +150,14 @@ def _log_lines(process: LocalProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _wait_for_log(process: LocalProcess, msg: str, timeout: float = 20.0) -> dict[str, Any]:
+def _wait_for_log(
+    process: LocalProcess, msg: str, timeout: float = 20.0, **fields: object
+) -> dict[str, Any]:
+    """The first log entry `msg` that also has `fields`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in _log_lines(process):
-            if entry["msg"] == msg:
+            if entry["msg"] == msg and all(entry.get(k) == v for k, v in fields.items()):
                 return entry
         assert process.alive(), process.log_tail()
         time.sleep(0.05)
@@ -263,11 +266,7 @@ def test_the_heap_is_frozen_once_ready_and_pauses_are_exported(
     process = spawn("example", [sys.executable, str(EXAMPLE)], tmp_path / "example.log", env=env)
     try:
         ports = _wait_for_log(process, "listening")
-        _wait_for_log(process, "health")
-        deadline = time.monotonic() + 10
-        while [e for e in _log_lines(process) if e.get("status") == "SERVING"] == []:
-            assert time.monotonic() < deadline, process.log_tail()
-            time.sleep(0.05)
+        _wait_for_log(process, "health", timeout=10, status="SERVING")
         time.sleep(0.2)
         samples = scrape(ports["metrics_port"])
     finally:

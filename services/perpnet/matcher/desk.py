@@ -65,7 +65,7 @@ from perpnet.core.orders import Order, OrderKind, SignedOrder, TimeInForce
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Trade, Tx
 from perpnet.matcher.store import LIVE, OrderRow, OrderStore
-from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError
+from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError, next_stamp
 from perpnet.runtime.models import OrderStatus
 
 FILL_REFUSED = "FILL_REFUSED"
@@ -372,7 +372,7 @@ class OrderDesk:
             if not isinstance(refused, RefusedError) or refused.code != ErrorCode.CLOCK:
                 return done + got[applied:]
             first = len(done)
-            stamp = max(now_ms(), trades[first].timestamp_ms + 1)
+            stamp = next_stamp(trades[first].timestamp_ms)
             trades[first:] = [replace(t, timestamp_ms=stamp) for t in trades[first:]]
         clock = RefusedError(ErrorCode.CLOCK, "the sequencer's clock kept moving past ours")
         return done + [clock] + [None] * (len(trades) - len(done) - 1)

@@ -328,9 +328,13 @@ class RefusedError(Exception):
         self.message = message
 
 
+def next_stamp(last_ms: int) -> int:
+    """The stamp after a CLOCK refusal of one stamped `last_ms`: now, or just after it."""
+    return max(now_ms(), last_ms + 1)
+
+
 def restamped(tx: Tx) -> Tx:
-    """`tx` stamped again after a CLOCK refusal: now, or just after its last stamp."""
-    return replace(tx, timestamp_ms=max(now_ms(), tx.timestamp_ms + 1))
+    return replace(tx, timestamp_ms=next_stamp(tx.timestamp_ms))
 
 
 async def submit_stamped(client: SequencerClient, tx: Tx) -> int:

@@ -18,6 +18,7 @@ import bisect
 import gc
 import time
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -55,8 +56,7 @@ class _Pauses(Collector):
         )
         bounds = [*(repr(b) for b in BUCKETS), "+Inf"]
         for generation in range(GENERATIONS):
-            counts = self.counts[generation]
-            cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+            cumulative = list(accumulate(self.counts[generation]))
             pauses.add_metric(
                 [str(generation)], list(zip(bounds, cumulative, strict=True)), self.sums[generation]
             )
