@@ -83,3 +83,9 @@ def test_loop_lag_is_reported_only_from_complete_scrapes() -> None:
     without_bucket = {k: v for k, v in after.items() if k[2] != "le"}
     assert e2e._loop_lag(before, without_bucket) == {}  # not "every sample late"
     assert e2e._loop_lag({}, after) == {}  # not the process's lifetime as the window
+
+
+def test_gc_pauses_are_reported_only_from_complete_scrapes() -> None:
+    pause = ("sequencer", "perpnet_gc_pause_seconds", "", "")
+    assert e2e._gc_pauses({pause: (0.25, 10.0)}, {pause: (0.5, 30.0)}) == {"sequencer": 250.0}
+    assert e2e._gc_pauses({}, {pause: (0.5, 30.0)}) == {}  # not the lifetime as the window

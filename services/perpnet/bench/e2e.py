@@ -673,14 +673,25 @@ def _means(
     return out
 
 
+def _window(
+    before: dict[Series, tuple[float, float]], after: dict[Series, tuple[float, float]], key: Series
+) -> tuple[float, float] | None:
+    """(sum, count) of `key` over the window; None unless both scrapes have it (a failed
+    first scrape would otherwise give the process's lifetime as the window)."""
+    if key not in before or key not in after:
+        return None
+    return after[key][0] - before[key][0], after[key][1] - before[key][1]
+
+
 def _gc_pauses(
     before: dict[Series, tuple[float, float]], after: dict[Series, tuple[float, float]]
 ) -> dict[str, float]:
-    return {
-        process: round((after[key][0] - before.get(key, (0.0, 0.0))[0]) * 1000, 1)
-        for key, process in _GC_PAUSES.items()
-        if key in after
-    }
+    out = {}
+    for key, process in _GC_PAUSES.items():
+        window = _window(before, after, key)
+        if window is not None:
+            out[process] = round(window[0] * 1000, 1)
+    return out
 
 
 def _loop_lag(
@@ -691,12 +702,11 @@ def _loop_lag(
 
     out = {}
     for process in _PROCESSES:
-        every, late = (process, _LAG, "", ""), (process, _LAG, "le", _LAG_LATE_S)
-        if not all(key in before and key in after for key in (every, late)):
+        every = _window(before, after, (process, _LAG, "", ""))
+        late = _window(before, after, (process, _LAG, "le", _LAG_LATE_S))
+        if every is None or late is None:
             continue  # a scrape failed, or the bucket is gone: no figure rather than a wrong one
-        total = after[every][0] - before[every][0]
-        samples = after[every][1] - before[every][1]
-        on_time = after[late][1] - before[late][1]
+        (total, samples), on_time = every, late[1]
         if samples > 0:
             out[process] = {
                 "mean_ms": round(total / samples * 1000, 2),
