@@ -15,8 +15,9 @@ from perpnet.core.markets import USD
 from perpnet.core.orders import SignedOrder, TimeInForce
 from perpnet.core.txs import Trade, Tx
 from perpnet.margin.risk import check_order
-from perpnet.matcher.desk import FILL_REFUSED, OrderDesk, Outcome, Submitted, now_ms, one_by_one
+from perpnet.matcher.desk import FILL_REFUSED, OrderDesk, Outcome, Submitted, one_by_one
 from perpnet.matcher.store import OrderRow, OrderStore
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import RefusedError
 from perpnet.testkit import Desk, trader

@@ -21,12 +21,12 @@ from perpnet.core.markets import USD
 from perpnet.core.orders import SignedOrder
 from perpnet.core.txs import Trade, Tx
 from perpnet.margin.service import MarginEngine, MarginSettings
-from perpnet.matcher.desk import now_ms
 from perpnet.matcher.service import Matcher, MatcherSettings
 from perpnet.proto.v1 import margin_pb2, margin_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 from perpnet.proto.v1 import sequencer_pb2 as spb
 from perpnet.proto.v1 import sequencer_pb2_grpc as spb_grpc
 from perpnet.runtime.channels import is_serving, open_channel
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.grpc_server import Service, serve
 from perpnet.runtime.localproc import free_ports
 from perpnet.sequencer.service import Sequencer

@@ -40,7 +40,6 @@ from web3.types import EventData, TxReceipt
 
 from perpnet.bridge import metrics, records
 from perpnet.bridge.statement import Statement, genesis_globals
-from perpnet.core.encoding import encode_tx
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Deposit, ForcedWithdrawal, Tx
 from perpnet.l1.anvil import DEV_KEY
@@ -49,13 +48,14 @@ from perpnet.l1.deploy import DEFAULT_PATH, Deployment
 from perpnet.l1.stark_verifier import pack_batch_proof
 from perpnet.proto.v1 import bridge_pb2, bridge_pb2_grpc
 from perpnet.runtime import topics
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.config import ConfigError, Range, env_name
 from perpnet.runtime.db import Database
-from perpnet.runtime.follower import ExchangeSettings
+from perpnet.runtime.follower import ExchangeSettings, RefusedError, submit_stamped
 from perpnet.runtime.grpc_server import Service, run_service
 from perpnet.runtime.models import DepositRecord, WithdrawalRecord
 from perpnet.runtime.redis import connect
-from perpnet.runtime.sequencer_client import Accepted, Counters, SequencerClient
+from perpnet.runtime.sequencer_client import Counters, SequencerClient
 from perpnet.stark.batch_proof import verify_batch
 
 T = TypeVar("T")
@@ -90,10 +90,6 @@ class BridgeSettings(ExchangeSettings):
             var = env_name(self.service, "ignore_forced_from")
             raise ConfigError(f"{var}: {self.ignore_forced_from!r} is not 0x addresses")
         return frozenset(owners)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,17 +339,21 @@ class BridgeService(Service[BridgeSettings]):
             metrics.FORCED_DEADLINE.set(self.deployment.grace_period)
 
     async def _submit(self, tx: Tx, what: str, l1_id: int) -> bool:
-        outcome = await self.sequencer.submit(encode_tx(tx))
-        if not isinstance(outcome, Accepted):
-            why = {"l1_id": l1_id, "code": outcome.code, "why": outcome.message}
+        """Credit an L1 request on L2; False (and the next poll tries again) if refused.
+
+        Stamped with our clock, so a trade stamped later that reaches the sequencer first
+        would refuse it as CLOCK: `submit_stamped` restamps it instead of waiting a poll.
+        """
+        try:
+            seq = await submit_stamped(self.sequencer, tx)
+        except RefusedError as refused:
+            why = {"l1_id": l1_id, "code": refused.code, "why": refused.message}
             self.log.warning(f"{what} refused", extra=why)
             return False
         if isinstance(tx, Deposit):
             at = now_ms()
-            await self.db.run(
-                partial(records.mark_credited, deposit_id=l1_id, seq=outcome.seq, at_ms=at)
-            )
-        self.log.info(f"{what} credited", extra={"l1_id": l1_id, "seq": outcome.seq})
+            await self.db.run(partial(records.mark_credited, deposit_id=l1_id, seq=seq, at_ms=at))
+        self.log.info(f"{what} credited", extra={"l1_id": l1_id, "seq": seq})
         return True
 
     async def _claims(self, head: Head) -> None:

@@ -29,6 +29,7 @@ from perpnet.gateway.schemas import OrderFields
 from perpnet.gateway.signing import SignedCancel
 from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.deploy import Deployment
+from perpnet.runtime.clock import now_ms
 
 GTC_EXPIRY_MS = 2**62  # "good til cancel": an expiry nobody reaches
 REQUEST_TTL_MS = 60_000  # how long a signed cancel, withdrawal or transfer stays valid
@@ -42,10 +43,6 @@ class GatewayError(RuntimeError):
         self.status = status
         self.code = code
         self.message = message
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def hex0x(value: bytes) -> str:

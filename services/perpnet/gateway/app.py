@@ -28,7 +28,6 @@ from perpnet.core.errors import CoreError, ErrorCode, require
 from perpnet.core.orders import ORDER_TYPE, Order, SignedOrder
 from perpnet.core.txs import SignedRequest, Transfer, Withdraw
 from perpnet.gateway.errors import HANDLERS, invalid_fields, not_found, refusal
-from perpnet.gateway.local import wall_clock_ms
 from perpnet.gateway.ports import AccountView, Backend
 from perpnet.gateway.schemas import (
     AccountOut,
@@ -68,6 +67,7 @@ from perpnet.gateway.schemas import (
 from perpnet.gateway.settings import GatewaySettings
 from perpnet.gateway.signing import CANCEL_TYPE
 from perpnet.gateway.streams import Hub, account_topic, book_topic, pump, trades_topic
+from perpnet.runtime.clock import now_ms
 
 REQUEST_SECONDS = Histogram(
     "gateway_http_request_duration_seconds",
@@ -132,7 +132,7 @@ def create_app(
     settings: GatewaySettings,
     *,
     hub: Hub | None = None,
-    clock: Callable[[], int] = wall_clock_ms,
+    clock: Callable[[], int] = now_ms,
 ) -> FastAPI:
     """The application over `backend`; `clock` (ms) judges expiries."""
     domain = settings.domain()

@@ -11,7 +11,6 @@ refused leaves the earlier ones settled (the real matcher checks margin first).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 from perpnet.core.crypto import keccak
@@ -37,11 +36,8 @@ from perpnet.gateway.ports import (
 )
 from perpnet.gateway.schemas import BookOut, TradeOut, jsonable
 from perpnet.gateway.streams import Hub, book_topic, trades_topic
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.models import OrderStatus
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class LocalExchange:
@@ -51,7 +47,7 @@ class LocalExchange:
         self,
         config: ExchangeConfig,
         records: Records,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Callable[[], int] = now_ms,
         book_levels: int = 20,
     ) -> None:
         self.config = config

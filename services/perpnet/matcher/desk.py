@@ -65,6 +65,7 @@ from perpnet.core.orders import Order, OrderKind, SignedOrder, TimeInForce
 from perpnet.core.state import ExchangeState
 from perpnet.core.txs import Trade, Tx
 from perpnet.matcher.store import LIVE, OrderRow, OrderStore
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError, next_stamp
 from perpnet.runtime.models import OrderStatus
 
@@ -114,10 +115,6 @@ class Outcome:
     pending: bool = False
     cancelled: list[Cancelled] = field(default_factory=list)
     refusal: str = ""  # the sequencer's refusal of a fill, if one happened
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(slots=True)

@@ -34,10 +34,11 @@ from perpnet.core.matching import Fill
 from perpnet.core.orders import Order, SignedOrder
 from perpnet.core.txs import OraclePriceTick, Tx
 from perpnet.margin.risk import check_order
-from perpnet.matcher.desk import MAX_BATCH_ORDERS, Cancelled, OrderDesk, Outcome, Submitted, now_ms
+from perpnet.matcher.desk import MAX_BATCH_ORDERS, Cancelled, OrderDesk, Outcome, Submitted
 from perpnet.matcher.store import OrderStore
 from perpnet.proto.v1 import margin_pb2, margin_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 from perpnet.runtime.channels import open_channel
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.config import Range, Seconds
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import (

@@ -41,6 +41,7 @@ from perpnet.oracle.sources import (
 )
 from perpnet.proto.v1 import oracle_pb2, oracle_pb2_grpc
 from perpnet.runtime import topics
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.config import ConfigError, Range, Seconds, env_name
 from perpnet.runtime.follower import ExchangeSettings
 from perpnet.runtime.grpc_server import Service, run_service
@@ -159,10 +160,6 @@ def build_tick(
     return OraclePriceTick(now_ms, feed.market.market_id, result.price, observations)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class OracleServicer(oracle_pb2_grpc.OracleServicer):
     def __init__(self, service: OracleService) -> None:
         self.service = service
@@ -209,7 +206,7 @@ class OracleService(Service[OracleSettings]):
         self.latest: dict[int, oracle_pb2.PriceTick] = {}
         self.price_times: dict[int, int] = {}  # oldest observation of the last accepted tick
         self.subscribers: set[asyncio.Queue[oracle_pb2.PriceTick]] = set()
-        self.started_ms = _now_ms()
+        self.started_ms = now_ms()
         self._loop: asyncio.Task[None] | None = None
 
     def register(self, server: grpc.aio.Server) -> Iterable[str]:
@@ -243,7 +240,7 @@ class OracleService(Service[OracleSettings]):
             started = time.monotonic()
             for feed in self.feeds:
                 try:
-                    await self.tick(feed, _now_ms())
+                    await self.tick(feed, now_ms())
                 except Exception:
                     self.log.exception("tick failed", extra={"market": feed.market.market_id})
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

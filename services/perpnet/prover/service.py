@@ -43,6 +43,7 @@ from perpnet.proto.v1 import prover_pb2, prover_pb2_grpc
 from perpnet.prover import metrics
 from perpnet.prover.replica import BatchReplica, RecordedBatch, ReplicaDivergedError
 from perpnet.runtime import topics
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.config import ConfigError, Range
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import ExchangeSettings, SequencerLog, checkpoint_state
@@ -73,10 +74,6 @@ class ProverSettings(ExchangeSettings):
 
     def consumer_name(self) -> str:
         return self.consumer or f"prover-{socket.gethostname()}-{os.getpid()}"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _prove_next(replica: BatchReplica, recorded: RecordedBatch) -> tuple[BatchProof, int]:

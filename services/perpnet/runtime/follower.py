@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Protocol, runtime_checkable
@@ -45,6 +44,7 @@ from perpnet.core.txs import Tx
 from perpnet.core.typed_data import ANVIL_CHAIN_ID, Domain
 from perpnet.proto.v1 import sequencer_pb2
 from perpnet.runtime import topics
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.config import ConfigError, Range, ServiceSettings
 from perpnet.runtime.sequencer_client import Accepted, SequencerClient
 
@@ -380,10 +380,6 @@ async def caught_up(follower: Follower, client: SequencerClient, timeout: float)
     """One try: the replica applies what the sequencer has logged now, within `timeout`."""
     summary = await client.state()
     return await follower.wait_for(int(summary.last_seq), timeout)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def stamp(follower: Follower) -> int:

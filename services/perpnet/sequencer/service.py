@@ -23,6 +23,7 @@ from perpnet.core.state import ExchangeState
 from perpnet.core.txs import TX_TYPES, Tx
 from perpnet.proto.v1 import sequencer_pb2 as pb
 from perpnet.proto.v1 import sequencer_pb2_grpc as pb_grpc
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.db import Database
 from perpnet.runtime.grpc_server import Service
 from perpnet.runtime.models import BatchRecord
@@ -301,7 +302,7 @@ class Sequencer(Service[SequencerSettings]):
                         "tx": p.raw,
                         "batch_id": ack.batch_id,
                         "received_ms": p.received_ms,
-                        "applied_ms": store.now_ms(),
+                        "applied_ms": now_ms(),
                     }
                 )
                 seen[p.tx_hash] = ack
@@ -411,7 +412,7 @@ class SequencerServicer(pb_grpc.SequencerServicer):
     async def SubmitTx(  # noqa: N802 - the proto's name
         self, request: pb.SubmitTxRequest, context: Context
     ) -> pb.SubmitTxReply:
-        received_ms = store.now_ms()
+        received_ms = now_ms()
         [(tx, _)] = await self._admit([request.tx], context)
         outcome = await self.service.submit(tx, request.tx, received_ms)
         if isinstance(outcome, CoreError):
@@ -428,7 +429,7 @@ class SequencerServicer(pb_grpc.SequencerServicer):
     async def SubmitTxs(  # noqa: N802 - the proto's name
         self, request: pb.SubmitTxsRequest, context: Context
     ) -> pb.SubmitTxsReply:
-        received_ms = store.now_ms()
+        received_ms = now_ms()
         txs = await self._admit(request.txs, context)
         outcomes = await self.service.submit_prefix(txs, received_ms) if txs else []
         if outcomes and isinstance(outcomes[0], WriteFailedError):  # nothing applied

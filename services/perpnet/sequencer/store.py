@@ -20,7 +20,6 @@ make recovery faster, never different.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -33,6 +32,7 @@ from perpnet.core.batch import Batch, BatchBuilder, encode_diff
 from perpnet.core.encoding import decode_tx
 from perpnet.core.errors import CoreError
 from perpnet.core.state import ExchangeConfig, ExchangeState
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.grpc_server import StartupError
 from perpnet.runtime.models import BatchRecord, BatchStatus, StateCheckpoint, TxLogEntry
 
@@ -50,10 +50,6 @@ class LogRow:
     tx_hash: bytes
     batch_id: int
     received_ms: int
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def lookup(session: Session, hashes: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:

@@ -1,11 +1,14 @@
-"""The gateway's submissions to a real sequencer (gRPC backend): stamped by the gateway, and
-stamped again when another submitter's later stamp got in first."""
+"""Submissions stamped by their submitter, to a real sequencer: stamped again when another
+submitter's later stamp got in first, and only then. The gateway (gRPC backend) has its own
+loop, since its refusals reach clients; the bridge and the margin engine use
+`submit_stamped`."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +19,9 @@ from perpnet.core.txs import Tx, Withdraw
 from perpnet.gateway.grpc_backend import GrpcSequencer
 from perpnet.proto.v1 import sequencer_pb2 as pb
 from perpnet.runtime.channels import open_channel
-from perpnet.runtime.follower import MAX_RESTAMPS, now_ms
+from perpnet.runtime.clock import now_ms
+from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError, submit_stamped
+from perpnet.runtime.sequencer_client import SequencerClient
 from perpnet.testkit import Desk, trader
 from services.test_sequencer import running, sequencer_env
 
@@ -71,3 +76,47 @@ async def _restamped(env: dict[str, str]) -> None:
         assert late.value.code == ErrorCode.CLOCK and len(sent) == MAX_RESTAMPS  # bounded
         last = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq + 1, limit=10))
         assert len(last.txs) == 1  # the far-ahead deposit only: nothing refused was logged
+
+
+def test_submit_stamped_restamps_a_deposit_behind_the_log_and_nothing_else(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_submit_stamped(sequencer_env(tmp_path / "sequencer.db", redis_url)))
+
+
+async def _submit_stamped(env: dict[str, str]) -> None:
+    desk = Desk(now_ms=now_ms())
+    async with running(env) as (service, stub):
+        client = SequencerClient(f"127.0.0.1:{service.grpc_port}")
+        submit = client.submit
+        sent: list[int] = []
+
+        async def counted(raw: bytes) -> Any:
+            sent.append(decode_tx(raw, desk.config.domain).timestamp_ms)
+            return await submit(raw)
+
+        client.submit = counted  # type: ignore[method-assign]
+        try:
+            stamp = now_ms()
+            await submit_stamped(client, replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
+            behind = replace(desk.deposit(ALICE, USD), timestamp_ms=stamp)  # the bridge's
+            sent.clear()
+            seq = await submit_stamped(client, behind)
+            assert 2 <= len(sent) <= 4 and sent == sorted(set(sent))
+            logged = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq, limit=1))
+            tx = decode_tx(logged.txs[0].tx, desk.config.domain)
+            assert tx.timestamp_ms >= stamp + 3 and replace(tx, timestamp_ms=stamp) == behind
+
+            sent.clear()
+            with pytest.raises(RefusedError) as again:  # the same deposit id: not retried
+                await submit_stamped(client, replace(behind, timestamp_ms=now_ms() + 5))
+            assert again.value.code != ErrorCode.CLOCK and len(sent) == 1
+            await submit_stamped(
+                client, replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000)
+            )
+            sent.clear()
+            with pytest.raises(RefusedError) as late:
+                await submit_stamped(client, desk.deposit(ALICE, USD))
+            assert late.value.code == ErrorCode.CLOCK and len(sent) == MAX_RESTAMPS
+        finally:
+            await client.close()
