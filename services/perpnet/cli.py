@@ -157,6 +157,20 @@ def bench_prove(
         emit(batch_bench.run(sizes=parsed, repeats=repeats))
 
 
+@bench.command("transport")
+def bench_transport(
+    calls: int = typer.Option(4000, min=32, help="calls per concurrency level and server"),
+    payload_bytes: int = typer.Option(200, min=0, help="bytes sent and echoed per call"),
+    repeats: int = typer.Option(3, min=1),
+) -> None:
+    """One internal gRPC hop: client and server CPU per unary call, the services' runtime
+    against a bare grpc.aio server."""
+    from perpnet.bench import transport
+
+    with err.status("gRPC transport benchmark (echo servers on loopback)"):
+        emit(transport.run(calls, payload_bytes, repeats))
+
+
 @bench.command("e2e")
 def bench_e2e(
     duration: float = typer.Option(20.0, min=1.0, max=600.0, help="seconds of load"),

@@ -1,4 +1,4 @@
-"""The e2e bench's CPU accounting counts a process's live descendants, as `anvil` from
+"""The benches' CPU accounting counts a process's live descendants, as `anvil` from
 npm (a node shim that runs the real binary as its child) needs."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-from perpnet.bench.e2e import _cpu_seconds as _cpu_by_name
+from perpnet.bench.report import process_cpu_seconds
 
 BUSY = (
     "import time\nend = time.process_time() + 0.4\n"
@@ -19,7 +18,7 @@ BUSY = (
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    return _cpu_by_name([SimpleNamespace(name="p", pid=pid)])["p"]
+    return process_cpu_seconds([pid])[pid]
 
 
 def _own_cpu_seconds(pid: int) -> float:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perpnet.bench.report import machine, percentile
+from perpnet.bench.report import machine, percentile, process_cpu_seconds
 
 Progress = Callable[[str], None]
 PRICE = 60_000 * 10**6  # BTC-USD, constant
@@ -561,29 +561,10 @@ _BENCH_CPU = [0.0]
 
 
 def _cpu_seconds(processes: Iterable[Any]) -> dict[str, float | None]:
-    """By name: user + system CPU of each process (`.name`, `.pid`) and its live
-    descendants, from one read of Linux /proc; None if it is gone. Descendants count:
-    npm's anvil is a node shim that runs the real binary."""
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-    children: dict[int, list[int]] = {}
-    for child, fields in stats.items():
-        children.setdefault(int(fields[1]), []).append(child)
-
-    def tree(pid: int) -> float | None:
-        if pid not in stats:
-            return None
-        ticks, todo = 0, [pid]
-        while todo:
-            current = todo.pop()
-            ticks += int(stats[current][11]) + int(stats[current][12])
-            todo.extend(children.get(current, []))
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    return {p.name: tree(p.pid) for p in processes}
+    """By name (`.name`, `.pid`): what `process_cpu_seconds` reads."""
+    processes = list(processes)
+    seconds = process_cpu_seconds(p.pid for p in processes)
+    return {p.name: seconds[p.pid] for p in processes}
 
 
 Series = tuple[str, str, str, str]  # process, histogram, label name, label value ("" for all)

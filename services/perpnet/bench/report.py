@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 
 def machine() -> dict[str, object]:
@@ -28,3 +30,29 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+def process_cpu_seconds(pids: Iterable[int]) -> dict[int, float | None]:
+    """By pid: user + system CPU seconds of the process and its live descendants, from
+    one read of Linux /proc; None if it is gone. Descendants count: npm's anvil is a
+    node shim that runs the real binary."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for child, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(child)
+
+    def tree(pid: int) -> float | None:
+        if pid not in stats:
+            return None
+        ticks, todo = 0, [pid]
+        while todo:
+            current = todo.pop()
+            ticks += int(stats[current][11]) + int(stats[current][12])
+            todo.extend(children.get(current, []))
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    return {pid: tree(pid) for pid in pids}
