@@ -89,3 +89,14 @@ def test_gc_pauses_are_reported_only_from_complete_scrapes() -> None:
     pause = ("sequencer", "perpnet_gc_pause_seconds", "", "")
     assert e2e._gc_pauses({pause: (0.25, 10.0)}, {pause: (0.5, 30.0)}) == {"sequencer": 250.0}
     assert e2e._gc_pauses({}, {pause: (0.5, 30.0)}) == {}  # not the lifetime as the window
+
+
+def test_service_means_leave_out_a_process_whose_first_scrape_failed() -> None:
+    submit = ("matcher", "perpnet_matcher_batch_stage_seconds", "stage", "submit")
+    pause = ("matcher", "perpnet_gc_pause_seconds", "", "")  # every scrape of it has this
+    after = {submit: (0.3, 30.0), pause: (0.5, 9.0)}
+    label = "matcher micro-batch SubmitTxs"
+    # answered, but no micro-batch yet: the series starts in the window
+    assert e2e._means({pause: (0.1, 2.0)}, after) == {label: 10.0}
+    assert e2e._means({pause: (0.1, 2.0), submit: (0.1, 10.0)}, after) == {label: 10.0}
+    assert e2e._means({}, after) == {}  # not the process's lifetime as the window

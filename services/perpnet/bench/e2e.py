@@ -643,9 +643,13 @@ def _server_metrics(plan: Any) -> dict[Series, tuple[float, float]]:
 def _means(
     before: dict[Series, tuple[float, float]], after: dict[Series, tuple[float, float]]
 ) -> dict[str, float]:
+    """Each _MEANS series' mean over the window. A series the first scrape lacks had no
+    sample yet (a labelled histogram appears on its first) if its process answered that
+    scrape; if the process did not, its mean is left out rather than taken over its life."""
+    scraped = {key[0] for key in before}  # every process exposes its pause and lag series
     out = {}
     for key, (label, unit) in _MEANS.items():
-        if key not in after:
+        if key not in after or key[0] not in scraped:
             continue
         s0, c0 = before.get(key, (0.0, 0.0))
         s1, c1 = after[key]
