@@ -159,7 +159,7 @@ def bench_prove(
 
 @bench.command("transport")
 def bench_transport(
-    calls: int = typer.Option(4000, min=32, help="calls per concurrency level and server"),
+    calls: int = typer.Option(4000, min=16, help="calls per concurrency level and server"),
     payload_bytes: int = typer.Option(200, min=0, help="bytes sent and echoed per call"),
     repeats: int = typer.Option(3, min=1),
 ) -> None:

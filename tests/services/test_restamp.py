@@ -1,17 +1,20 @@
 """Submissions stamped by their submitter, to a real sequencer: stamped again when another
 submitter's later stamp got in first, and only then. The gateway (gRPC backend) has its own
 loop, since its refusals reach clients; the bridge and the margin engine use
-`submit_stamped`."""
+`submit_stamped`, and the bridge's poll loop handles a sequencer that does not answer."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from perpnet.bridge.service import BridgeService
 from perpnet.core.encoding import decode_tx
 from perpnet.core.errors import CoreError, ErrorCode
 from perpnet.core.markets import USD
@@ -20,7 +23,8 @@ from perpnet.gateway.grpc_backend import GrpcSequencer
 from perpnet.proto.v1 import sequencer_pb2 as pb
 from perpnet.runtime.channels import open_channel
 from perpnet.runtime.clock import now_ms
-from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError, submit_stamped
+from perpnet.runtime.db import Database
+from perpnet.runtime.follower import MAX_RESTAMPS, RefusedError, UnreachableError, submit_stamped
 from perpnet.runtime.sequencer_client import SequencerClient
 from perpnet.testkit import Desk, trader
 from services.test_sequencer import running, sequencer_env
@@ -110,7 +114,7 @@ async def _submit_stamped(env: dict[str, str]) -> None:
             sent.clear()
             with pytest.raises(RefusedError) as again:  # the same deposit id: not retried
                 await submit_stamped(client, replace(behind, timestamp_ms=now_ms() + 5))
-            assert again.value.code != ErrorCode.CLOCK and len(sent) == 1
+            assert again.value.code == ErrorCode.DEPOSIT_ORDER and len(sent) == 1
             await submit_stamped(
                 client, replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000)
             )
@@ -120,3 +124,39 @@ async def _submit_stamped(env: dict[str, str]) -> None:
             assert late.value.code == ErrorCode.CLOCK and len(sent) == MAX_RESTAMPS
         finally:
             await client.close()
+
+
+def test_the_bridge_credits_a_deposit_behind_the_log_at_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    asyncio.run(_bridge_credits(tmp_path, sequencer_env(tmp_path / "sequencer.db", redis_url)))
+
+
+async def _bridge_credits(tmp_path: Path, env: dict[str, str]) -> None:
+    desk = Desk(now_ms=now_ms())
+    async with (
+        running(env) as (service, _stub),
+        Database(f"sqlite:///{tmp_path / 'bridge.db'}") as db,
+    ):
+        await db.upgrade()
+        client = SequencerClient(f"127.0.0.1:{service.grpc_port}")
+        # the bridge's own _submit, with a real sequencer client and database
+        bridge = SimpleNamespace(sequencer=client, db=db, log=logging.getLogger("perpnet.bridge"))
+        try:
+            stamp = now_ms()
+            await submit_stamped(client, replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
+            behind = replace(desk.deposit(ALICE, USD), timestamp_ms=stamp)
+            assert await BridgeService._submit(bridge, behind, "deposit", behind.deposit_id)  # type: ignore[arg-type]
+            assert (await client.counters()).next_deposit_id == 2  # credited, not a poll later
+        finally:
+            await client.close()
+        port = service.grpc_port
+    # the sequencer is gone: the poll loop's error (counted, logged once), not a refusal
+    gone = SequencerClient(f"127.0.0.1:{port}", timeout_s=1.0, attempts=1)
+    bridge.sequencer = gone
+    try:
+        with pytest.raises(UnreachableError) as unreachable:
+            await BridgeService._submit(bridge, desk.deposit(ALICE, USD), "deposit", 2)  # type: ignore[arg-type]
+        assert unreachable.value.code == "UNAVAILABLE"
+    finally:
+        await gone.close()

@@ -51,7 +51,12 @@ from perpnet.runtime import topics
 from perpnet.runtime.clock import now_ms
 from perpnet.runtime.config import ConfigError, Range, env_name
 from perpnet.runtime.db import Database
-from perpnet.runtime.follower import ExchangeSettings, RefusedError, submit_stamped
+from perpnet.runtime.follower import (
+    ExchangeSettings,
+    RefusedError,
+    UnreachableError,
+    submit_stamped,
+)
 from perpnet.runtime.grpc_server import Service, run_service
 from perpnet.runtime.models import DepositRecord, WithdrawalRecord
 from perpnet.runtime.redis import connect
@@ -343,9 +348,12 @@ class BridgeService(Service[BridgeSettings]):
 
         Stamped with our clock, so a trade stamped later that reaches the sequencer first
         would refuse it as CLOCK: `submit_stamped` restamps it instead of waiting a poll.
+        A sequencer that does not answer is the poll loop's error (counted, logged once).
         """
         try:
             seq = await submit_stamped(self.sequencer, tx)
+        except UnreachableError:
+            raise
         except RefusedError as refused:
             why = {"l1_id": l1_id, "code": refused.code, "why": refused.message}
             self.log.warning(f"{what} refused", extra=why)

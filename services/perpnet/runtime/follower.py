@@ -328,6 +328,11 @@ class RefusedError(Exception):
         self.message = message
 
 
+class UnreachableError(RefusedError):
+    """The sequencer did not answer (`code` is the gRPC code, after the client's retries):
+    the transaction may have been applied or not; only the log can tell."""
+
+
 def next_stamp(last_ms: int) -> int:
     """The stamp after a CLOCK refusal of one stamped `last_ms`: now, or just after it."""
     return max(now_ms(), last_ms + 1)
@@ -338,7 +343,8 @@ def restamped(tx: Tx) -> Tx:
 
 
 async def submit_stamped(client: SequencerClient, tx: Tx) -> int:
-    """Submit `tx` and return its seq; raise RefusedError if it is refused (or unreachable).
+    """Submit `tx` and return its seq; raise RefusedError if it is refused (UnreachableError
+    if the sequencer did not answer).
 
     Submitters stamp their own transactions and the sequencer applies them in
     arrival order, so a transaction stamped just before another's may arrive
@@ -349,7 +355,7 @@ async def submit_stamped(client: SequencerClient, tx: Tx) -> int:
         try:
             outcome = await client.submit(encode_tx(tx))
         except grpc.aio.AioRpcError as exc:
-            raise RefusedError(exc.code().name, exc.details() or "") from None
+            raise UnreachableError(exc.code().name, exc.details() or "") from None
         if isinstance(outcome, Accepted):
             return outcome.seq
         if outcome.code != ErrorCode.CLOCK:
