@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from perpnet.l1.client import RollupClient, Sender
 from perpnet.l1.deploy import deploy
 from perpnet.proto.v1 import sequencer_pb2 as pb
 from perpnet.prover.service import ProverService, ProverSettings
+from perpnet.runtime.clock import now_ms
 from perpnet.runtime.db import make_engine
 from perpnet.runtime.grpc_server import Service, serve
 from perpnet.runtime.models import (
@@ -128,7 +128,7 @@ async def _lifecycle(stub: Any, alice: RollupClient, engine: Any, anvil: Anvil) 
     record = await until(credited, 10)
     assert (await _counters(stub)).next_deposit_id == 1 and record.seq is not None
 
-    desk = Desk(now_ms=time.time_ns() // 1_000_000 + 1)
+    desk = Desk(now_ms=now_ms() + 1)
     withdraw = desk.withdraw(ALICE, 10 * USD, 0)
     reply = await stub.SubmitTx(pb.SubmitTxRequest(tx=encode_tx(withdraw)))
 

@@ -1,13 +1,16 @@
 """Submissions stamped by their submitter, to a real sequencer: stamped again when another
 submitter's later stamp got in first, and only then. The gateway (gRPC backend) has its own
-loop, since its refusals reach clients; the bridge and the margin engine use
+loop, since its refusals reach clients; the bridge, the margin engine and the matcher use
 `submit_stamped`, and the bridge's poll loop handles a sequencer that does not answer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,98 +35,83 @@ from services.test_sequencer import running, sequencer_env
 ALICE, BOB = trader("alice"), trader("bob")
 
 
-def test_a_withdrawal_stamped_just_behind_the_log_is_restamped_not_refused(
-    tmp_path: Path, redis_url: str
+Submit = Callable[[Tx], Awaitable[int]]
+
+
+@pytest.mark.parametrize("submitter", ["gateway", "submit_stamped"])
+def test_a_withdrawal_stamped_just_behind_the_log_is_restamped_and_nothing_else(
+    submitter: str, tmp_path: Path, redis_url: str
 ) -> None:
-    asyncio.run(_restamped(sequencer_env(tmp_path / "sequencer.db", redis_url)))
+    asyncio.run(_restamped(submitter, sequencer_env(tmp_path / "sequencer.db", redis_url)))
 
 
-async def _restamped(env: dict[str, str]) -> None:
+async def _restamped(submitter: str, env: dict[str, str]) -> None:
     desk = Desk(now_ms=now_ms())
     async with (
         running(env) as (service, stub),
-        open_channel(f"127.0.0.1:{service.grpc_port}") as channel,
+        _counted(submitter, service.grpc_port, desk) as (submit, sent, refusal),
     ):
-        gateway = GrpcSequencer(channel, desk.config.markets, timeout=10)
-        once = gateway._submit_once
-        sent: list[int] = []
-
-        async def counted(tx: Tx) -> tuple[int, bytes]:
-            sent.append(tx.timestamp_ms)
-            return await once(tx)
-
-        gateway._submit_once = counted  # type: ignore[method-assign]
-        await gateway.submit(desk.deposit(ALICE, USD))
+        await submit(desk.deposit(ALICE, USD))
         stamp = now_ms()
         # another submitter (the matcher) stamped 3 ms later and got in first
-        await gateway.submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
+        await submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
         behind = replace(desk.withdraw(ALICE, USD // 2, nonce=0), timestamp_ms=stamp)
         sent.clear()
-        seq, _ = await gateway.submit(behind)
+        seq = await submit(behind)
         assert 2 <= len(sent) <= 4 and sent == sorted(set(sent))  # a later stamp each time
         logged = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq, limit=1))
         tx = decode_tx(logged.txs[0].tx, desk.config.domain)
         assert isinstance(tx, Withdraw) and tx.timestamp_ms >= stamp + 3
         assert replace(tx, timestamp_ms=stamp) == behind  # only the stamp moved
 
-        # other refusals reach the client as they are, and so does a clock far ahead
+        # other refusals come back as they are, and so does a clock far ahead
         sent.clear()
-        with pytest.raises(CoreError) as reused:  # stamped ahead of the log: no CLOCK first
-            await gateway.submit(
-                replace(desk.withdraw(ALICE, 1, nonce=0), timestamp_ms=now_ms() + 5)
-            )
+        with pytest.raises(refusal) as reused:  # stamped ahead of the log: no CLOCK first
+            await submit(replace(desk.withdraw(ALICE, 1, nonce=0), timestamp_ms=now_ms() + 5))
         assert reused.value.code == ErrorCode.BAD_NONCE and len(sent) == 1  # not retried
-        await gateway.submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000))
+        await submit(replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000))
         sent.clear()
-        with pytest.raises(CoreError) as late:
-            await gateway.submit(desk.withdraw(ALICE, 1, nonce=1))
+        with pytest.raises(refusal) as late:
+            await submit(desk.withdraw(ALICE, 1, nonce=1))
         assert late.value.code == ErrorCode.CLOCK and len(sent) == MAX_RESTAMPS  # bounded
         last = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq + 1, limit=10))
         assert len(last.txs) == 1  # the far-ahead deposit only: nothing refused was logged
 
 
-def test_submit_stamped_restamps_a_deposit_behind_the_log_and_nothing_else(
-    tmp_path: Path, redis_url: str
-) -> None:
-    asyncio.run(_submit_stamped(sequencer_env(tmp_path / "sequencer.db", redis_url)))
+@contextlib.asynccontextmanager
+async def _counted(
+    submitter: str, port: int, desk: Desk
+) -> AsyncIterator[tuple[Submit, list[int], type[Exception]]]:
+    """A submitter, the stamps of every attempt it sends, and what it raises on a refusal:
+    the gateway's gRPC backend (CoreError, as clients get it) or `submit_stamped`."""
+    sent: list[int] = []
+    if submitter == "gateway":
+        async with open_channel(f"127.0.0.1:{port}") as channel:
+            gateway = GrpcSequencer(channel, desk.config.markets, timeout=10)
+            once = gateway._submit_once
 
+            async def counted_once(tx: Tx) -> tuple[int, bytes]:
+                sent.append(tx.timestamp_ms)
+                return await once(tx)
 
-async def _submit_stamped(env: dict[str, str]) -> None:
-    desk = Desk(now_ms=now_ms())
-    async with running(env) as (service, stub):
-        client = SequencerClient(f"127.0.0.1:{service.grpc_port}")
-        submit = client.submit
-        sent: list[int] = []
+            async def through_gateway(tx: Tx) -> int:
+                return (await gateway.submit(tx))[0]
 
-        async def counted(raw: bytes) -> Any:
-            sent.append(decode_tx(raw, desk.config.domain).timestamp_ms)
-            return await submit(raw)
+            gateway._submit_once = counted_once  # type: ignore[method-assign]
+            yield through_gateway, sent, CoreError
+        return
+    client = SequencerClient(f"127.0.0.1:{port}")
+    raw = client.submit
 
-        client.submit = counted  # type: ignore[method-assign]
-        try:
-            stamp = now_ms()
-            await submit_stamped(client, replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 3))
-            behind = replace(desk.deposit(ALICE, USD), timestamp_ms=stamp)  # the bridge's
-            sent.clear()
-            seq = await submit_stamped(client, behind)
-            assert 2 <= len(sent) <= 4 and sent == sorted(set(sent))
-            logged = await stub.GetTxs(pb.GetTxsRequest(from_seq=seq, limit=1))
-            tx = decode_tx(logged.txs[0].tx, desk.config.domain)
-            assert tx.timestamp_ms >= stamp + 3 and replace(tx, timestamp_ms=stamp) == behind
+    async def counted(encoded: bytes) -> Any:
+        sent.append(decode_tx(encoded, desk.config.domain).timestamp_ms)
+        return await raw(encoded)
 
-            sent.clear()
-            with pytest.raises(RefusedError) as again:  # the same deposit id: not retried
-                await submit_stamped(client, replace(behind, timestamp_ms=now_ms() + 5))
-            assert again.value.code == ErrorCode.DEPOSIT_ORDER and len(sent) == 1
-            await submit_stamped(
-                client, replace(desk.deposit(BOB, USD), timestamp_ms=stamp + 60_000)
-            )
-            sent.clear()
-            with pytest.raises(RefusedError) as late:
-                await submit_stamped(client, desk.deposit(ALICE, USD))
-            assert late.value.code == ErrorCode.CLOCK and len(sent) == MAX_RESTAMPS
-        finally:
-            await client.close()
+    client.submit = counted  # type: ignore[method-assign]
+    try:
+        yield partial(submit_stamped, client), sent, RefusedError
+    finally:
+        await client.close()
 
 
 def test_the_bridge_credits_a_deposit_behind_the_log_at_once(

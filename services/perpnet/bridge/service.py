@@ -97,6 +97,12 @@ class BridgeSettings(ExchangeSettings):
         return frozenset(owners)
 
 
+def _stamp(counters: Counters) -> int:
+    """Now, or the sequencer's clock when this poll read it, if that is later: the clock
+    of another submitter's host may run ahead of ours by more than restamping makes up."""
+    return max(now_ms(), counters.clock_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     block: int
@@ -293,7 +299,7 @@ class BridgeService(Service[BridgeSettings]):
                 continue
             if d.deposit_id != expected:
                 break  # an earlier one is not confirmed yet (or was missed): wait
-            tx = Deposit(now_ms(), d.deposit_id, d.owner, d.subaccount, d.amount)
+            tx = Deposit(_stamp(counters), d.deposit_id, d.owner, d.subaccount, d.amount)
             if not await self._submit(tx, "deposit", d.deposit_id):
                 break
             expected += 1
@@ -318,7 +324,7 @@ class BridgeService(Service[BridgeSettings]):
                     )
                 break  # requests are served in order: this one blocks the ones after it
             tx = ForcedWithdrawal(
-                now_ms(),
+                _stamp(counters),
                 request_id,
                 bytes.fromhex(args["owner"][2:]),
                 int(args["subaccount"]),
