@@ -48,7 +48,7 @@ from perpnet.l1.deploy import DEFAULT_PATH, Deployment
 from perpnet.l1.stark_verifier import pack_batch_proof
 from perpnet.proto.v1 import bridge_pb2, bridge_pb2_grpc
 from perpnet.runtime import topics
-from perpnet.runtime.clock import now_ms
+from perpnet.runtime.clock import not_before, now_ms
 from perpnet.runtime.config import ConfigError, Range, env_name
 from perpnet.runtime.db import Database
 from perpnet.runtime.follower import (
@@ -95,12 +95,6 @@ class BridgeSettings(ExchangeSettings):
             var = env_name(self.service, "ignore_forced_from")
             raise ConfigError(f"{var}: {self.ignore_forced_from!r} is not 0x addresses")
         return frozenset(owners)
-
-
-def _stamp(counters: Counters) -> int:
-    """Now, or the sequencer's clock when this poll read it, if that is later: the clock
-    of another submitter's host may run ahead of ours by more than restamping makes up."""
-    return max(now_ms(), counters.clock_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +293,10 @@ class BridgeService(Service[BridgeSettings]):
                 continue
             if d.deposit_id != expected:
                 break  # an earlier one is not confirmed yet (or was missed): wait
-            tx = Deposit(_stamp(counters), d.deposit_id, d.owner, d.subaccount, d.amount)
+            # never behind the sequencer's clock as this poll read it: another submitter's
+            # host clock may run ahead of ours by more than restamping makes up
+            at = not_before(counters.clock_ms)
+            tx = Deposit(at, d.deposit_id, d.owner, d.subaccount, d.amount)
             if not await self._submit(tx, "deposit", d.deposit_id):
                 break
             expected += 1
@@ -324,7 +321,7 @@ class BridgeService(Service[BridgeSettings]):
                     )
                 break  # requests are served in order: this one blocks the ones after it
             tx = ForcedWithdrawal(
-                _stamp(counters),
+                not_before(counters.clock_ms),  # as a deposit's
                 request_id,
                 bytes.fromhex(args["owner"][2:]),
                 int(args["subaccount"]),

@@ -44,7 +44,7 @@ from perpnet.core.txs import Tx
 from perpnet.core.typed_data import ANVIL_CHAIN_ID, Domain
 from perpnet.proto.v1 import sequencer_pb2
 from perpnet.runtime import topics
-from perpnet.runtime.clock import now_ms
+from perpnet.runtime.clock import not_before
 from perpnet.runtime.config import ConfigError, Range, ServiceSettings
 from perpnet.runtime.sequencer_client import Accepted, SequencerClient
 
@@ -335,7 +335,7 @@ class UnreachableError(RefusedError):
 
 def next_stamp(last_ms: int) -> int:
     """The stamp after a CLOCK refusal of one stamped `last_ms`: now, or just after it."""
-    return max(now_ms(), last_ms + 1)
+    return not_before(last_ms + 1)
 
 
 def restamped(tx: Tx) -> Tx:
@@ -390,7 +390,7 @@ async def caught_up(follower: Follower, client: SequencerClient, timeout: float)
 
 def stamp(follower: Follower) -> int:
     """A timestamp for a new transaction: the wall clock, never behind the replica's clock."""
-    return max(now_ms(), follower.state.clock_ms)
+    return not_before(follower.state.clock_ms)
 
 
 async def repeat(
